@@ -1,0 +1,93 @@
+"""The ``kgateway`` command.
+
+``kgateway check CONFIG``: validate a configuration without starting anything.
+
+Prints each service with its properties substituted, or every problem as file:line, and
+exits 1 on error (2 on a usage error).
+
+``kgateway certs DIR NAME...``: a private CA and certificates (see kgateway.certs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from kgateway import __version__
+from kgateway import config as config_module
+from kgateway.config import Property
+
+
+def _describe(cfg: config_module.GatewayConfig) -> str:
+    out = [f"{cfg.file}: {len(cfg.services)} service(s)"]
+    for svc in cfg.services:
+        out.append(f"\nservice {svc.name!r} ({svc.type}), line {svc.line}")
+        if svc.description:
+            out.append(f"  description: {svc.description}")
+        out.extend(f"  accept:  {uri}" for uri in svc.accepts)
+        out.extend(f"  connect: {uri}" for uri in svc.connects)
+
+        def props(items: Sequence[Property], indent: str) -> None:
+            for p in items:
+                out.append(f"{indent}{p.name}: {p.value}" if not p.children else
+                           f"{indent}{p.name}:")
+                props(p.children, indent + "  ")
+
+        if svc.properties.items:
+            out.append("  properties:")
+            props(svc.properties.items, "    ")
+        for kind, options in (("accept-options", svc.accept_options),
+                              ("connect-options", svc.connect_options)):
+            if options.explicit():
+                out.append(f"  {kind}:")
+                out.extend(f"    {k}: {v}" for k, v in options.explicit().items())
+        for c in svc.cross_site_constraints:
+            out.append(f"  cross-site-constraint: allow-origin {c.allow_origin}")
+        if svc.realm_name:
+            out.append(f"  realm-name: {svc.realm_name}")
+    return "\n".join(out)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kgateway", description="kgateway tools")
+    parser.add_argument("--version", action="version", version=__version__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    check = commands.add_parser("check", help="validate a gateway-config file")
+    check.add_argument("config", nargs="?", default="etc/gateway.xml")
+    check.add_argument("-D", dest="defines", action="append", default=[],
+                       metavar="NAME=VALUE", help="override a property")
+    certs = commands.add_parser("certs", help="make a private CA and certificates for TLS")
+    certs.add_argument("folder")
+    certs.add_argument("names", nargs="+", metavar="NAME", help="host name of each certificate")
+    certs.add_argument("--alt", action="append", default=[],
+                       help="extra name or IP address for every certificate")
+    args = parser.parse_args(argv)
+    if args.command == "certs":
+        from kgateway.certs import make_certificate
+
+        os.makedirs(args.folder, exist_ok=True)
+        for name in args.names:
+            cert, key = make_certificate(args.folder, name, args.alt)
+            print(f"{cert}\n{key}")
+        print(os.path.join(args.folder, "ca.pem"))
+        return 0
+    overrides = {}
+    for item in args.defines:
+        name, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"-D expects name=value, not {item!r}")
+        overrides[name] = value
+    try:
+        cfg = config_module.load(args.config, overrides)
+    except config_module.ConfigError as e:
+        print(e, file=sys.stderr)
+        print(f"{args.config}: {len(e.problems)} problem(s)", file=sys.stderr)
+        return 1
+    print(_describe(cfg))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

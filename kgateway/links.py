@@ -1,0 +1,406 @@
+"""Thin adapters between Twisted/Autobahn protocols and the sessions of ``kgateway.interfaces``.
+
+Accepted connections:
+
+    tcp/ssl client --> StreamServerProtocol ----+
+                                                +--> ISession  (echo, proxy, amqp.proxy, jms)
+    ws/wss client  --> WebSocketServerProtocol -+
+
+Connections the gateway opens (``connect()``) deliver to an ``IPeer`` and hand back an
+``ILink`` once they are fully established (TCP connected, TLS handshake done, WebSocket
+handshake done), so a proxy never lets a client talk before its back end can listen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from autobahn.twisted.websocket import (
+    WebSocketClientFactory,
+    WebSocketClientProtocol,
+    WebSocketServerFactory,
+    WebSocketServerProtocol,
+)
+from autobahn.util import encode_truncate
+from OpenSSL import SSL
+from service_identity.exceptions import VerificationError
+from autobahn.websocket.types import ConnectionDeny, ConnectionRequest, ConnectionResponse
+from twisted.internet import defer
+from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.interfaces import (
+    IAddress,
+    IHandshakeListener,
+    IReactorTime,
+    ITransport,
+)
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from kgateway import tls
+from kgateway.config import URI, Options
+from kgateway.interfaces import IGatewayService, ILink, IPeer, ISession
+
+log = Logger()
+
+# Close codes (RFC 6455 section 7.4.1).
+NORMAL = 1000
+GOING_AWAY = 1001
+PROTOCOL_ERROR = 1002
+MESSAGE_TOO_BIG = 1009
+INTERNAL_ERROR = 1011
+BAD_GATEWAY = 1014
+#: codes that describe what happened but may never be sent in a close frame
+_UNSENDABLE = frozenset({1005, 1006, 1015})
+
+
+def format_address(address: IAddress) -> str:
+    host = getattr(address, "host", None)
+    port = getattr(address, "port", None)
+    if host is None:
+        return str(address)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _socket_transport(transport: Any) -> Any:
+    """The TCP transport under any TLS wrapping, which owns the write buffer."""
+    while not hasattr(transport, "bufferSize") and hasattr(transport, "transport"):
+        transport = transport.transport
+    return transport
+
+
+class _LinkBase:
+    is_websocket = False
+    protocol: str | None = None
+
+    def __init__(self, proto: Protocol) -> None:
+        self._proto = proto
+        self.peer = format_address(proto.transport.getPeer())
+
+    @property
+    def transport(self) -> ITransport:
+        return self._proto.transport
+
+    def pause_reading(self) -> None:
+        self._proto.transport.pauseProducing()
+
+    def resume_reading(self) -> None:
+        self._proto.transport.resumeProducing()
+
+    def register_producer(self, producer: object) -> None:
+        transport = self._proto.transport
+        # A WebSocket taken over from twisted.web still has its HTTPChannel registered.
+        transport.unregisterProducer()
+        transport.registerProducer(producer, True)
+
+    def set_write_limit(self, limit: int) -> None:
+        _socket_transport(self._proto.transport).bufferSize = limit
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.peer}>"
+
+
+@implementer(ILink)
+class StreamLink(_LinkBase):
+    def write(self, data: bytes, binary: bool = True) -> None:
+        self._proto.transport.write(data)
+
+    def close(self, code: int = NORMAL, reason: str = "") -> None:
+        self._proto.transport.loseConnection()
+
+
+@implementer(ILink)
+class WebSocketLink(_LinkBase):
+    is_websocket = True
+    _proto: WebSocketServerProtocol | WebSocketClientProtocol
+
+    def write(self, data: bytes, binary: bool = True) -> None:
+        if self._proto.state == self._proto.STATE_OPEN:
+            self._proto.sendMessage(data, isBinary=binary)
+
+    def close(self, code: int = NORMAL, reason: str = "") -> None:
+        proto = self._proto
+        if proto.state != proto.STATE_OPEN:
+            if proto.state in (proto.STATE_CONNECTING, proto.STATE_PROXY_CONNECTING):
+                proto.dropConnection(abort=True)
+            return
+        if code in _UNSENDABLE:
+            code = NORMAL if code == 1005 else INTERNAL_ERROR
+        # sendClose() only lets applications send 1000 and 3000-4999; a gateway must be able
+        # to say 1001, 1009, 1011 and 1014 as well, which sendCloseFrame() allows.
+        proto.sendCloseFrame(code, encode_truncate(reason, 123) if reason else None)
+
+
+# -- accepted connections -------------------------------------------------------------------
+
+
+class StreamServerProtocol(Protocol):
+    """A tcp:// or ssl:// client of a service."""
+
+    session: ISession | None = None
+
+    def __init__(self, service: IGatewayService) -> None:
+        self.service = service
+
+    def connectionMade(self) -> None:
+        link = StreamLink(self)
+        self.session = self.service.session(link)
+        # Nothing is read until the session is ready (e.g. its back end is connected).
+        self.transport.pauseProducing()
+        d = defer.maybeDeferred(self.session.negotiate, [])
+        d.addCallbacks(self._ready, self._refused)
+
+    def _ready(self, _: object) -> None:
+        if self.session is None or not self.transport.connected:
+            return
+        self.session.opened()
+        self.transport.resumeProducing()
+
+    def _refused(self, failure: Failure) -> None:
+        log.info("{service}: refusing {peer}: {reason}", service=self.service.config.name,
+                 peer=format_address(self.transport.getPeer()), reason=failure.getErrorMessage())
+        self.transport.loseConnection()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.session is not None:
+            self.session.received(data, True)
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        session, self.session = self.session, None
+        if session is not None:
+            session.closed(None, reason.getErrorMessage() if reason else "")
+
+
+class StreamServerFactory(Factory):
+    noisy = False
+
+    def __init__(self, service: IGatewayService) -> None:
+        self.service = service
+
+    def buildProtocol(self, addr: IAddress) -> StreamServerProtocol:
+        return StreamServerProtocol(self.service)
+
+
+class GatewayWebSocketProtocol(WebSocketServerProtocol):
+    """A ws:// or wss:// client of a service."""
+
+    factory: GatewayWebSocketFactory
+    session: ISession | None = None
+
+    def onConnect(self, request: ConnectionRequest) -> Any:
+        reason = self.factory.origin_refusal(request)
+        if reason:
+            raise ConnectionDeny(ConnectionDeny.FORBIDDEN, reason)
+        self.link = WebSocketLink(self)
+        self.session = self.factory.service.session(self.link)
+        d = defer.maybeDeferred(self.session.negotiate, list(request.protocols))
+
+        def chosen(protocol: str | None) -> str | None:
+            self.link.protocol = protocol
+            return protocol
+
+        return d.addCallback(chosen)
+
+    def onOpen(self) -> None:
+        if self.session is not None:
+            self.session.opened()
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        if self.session is not None:
+            self.session.received(payload, isBinary)
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        session, self.session = self.session, None
+        if session is not None:
+            session.closed(code, reason or "")
+
+
+class GatewayWebSocketFactory(WebSocketServerFactory):
+    protocol = GatewayWebSocketProtocol
+
+    def __init__(self, service: IGatewayService, uri: URI, reactor: Any = None) -> None:
+        super().__init__(uri.text, reactor=reactor)
+        self.service = service
+        options: Options = service.config.accept_options
+        configure_websocket(self, options)
+        self.allowed_origins = frozenset(
+            c.allow_origin.rstrip("/") for c in service.config.cross_site_constraints
+        )
+
+    def origin_refusal(self, request: ConnectionRequest) -> str | None:
+        """Kaazing's rule: same origin only, unless a cross-site-constraint allows it."""
+        origin = request.headers.get("origin")
+        if origin is None or "*" in self.allowed_origins:
+            return None
+        origin = origin.rstrip("/")
+        if origin in self.allowed_origins:
+            return None
+        scheme, _, authority = origin.partition("://")
+        host = request.headers.get("host", "")
+        expected = "https" if self.isSecure else "http"
+        default_port = ":443" if self.isSecure else ":80"
+        if scheme == expected and (authority == host or authority + default_port == host
+                                   or authority == host + default_port):
+            return None
+        return f"origin {origin} is not allowed by service {self.service.config.name!r}"
+
+
+def configure_websocket(factory: WebSocketServerFactory | WebSocketClientFactory,
+                        options: Options) -> None:
+    inactivity = options["ws.inactivity.timeout"]
+    factory.setProtocolOptions(
+        maxMessagePayloadSize=options["ws.maximum.message.size"],
+        maxFramePayloadSize=options["ws.maximum.message.size"],
+        # Send a close frame (1009, 1002...) on protocol violations instead of dropping TCP.
+        failByDrop=False,
+        autoPingInterval=inactivity / 2 if inactivity else 0,
+        autoPingTimeout=inactivity / 2 if inactivity else 0,
+        openHandshakeTimeout=10,
+        closeHandshakeTimeout=5,
+    )
+
+
+# -- connections the gateway opens ----------------------------------------------------------
+
+
+class ConnectError(Exception):
+    """A back end could not be reached; the message says why, for logs and close reasons."""
+
+
+@implementer(IHandshakeListener)
+class _StreamClientProtocol(Protocol):
+    def __init__(self, peer: IPeer, ready: defer.Deferred[ILink], tls_hostname: str | None) -> None:
+        self.peer = peer
+        self.ready: defer.Deferred[ILink] | None = ready
+        self.tls_hostname = tls_hostname
+        self.link: StreamLink | None = None
+
+    def connectionMade(self) -> None:
+        self.link = StreamLink(self)
+        if self.tls_hostname is None:
+            self._established()
+
+    def handshakeCompleted(self) -> None:
+        self._established()
+
+    def _established(self) -> None:
+        ready, self.ready = self.ready, None
+        if ready is not None and self.link is not None:
+            ready.callback(self.link)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.peer.received(data, True)
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        ready, self.ready = self.ready, None
+        message = reason.getErrorMessage() if reason else "connection lost"
+        if ready is not None:
+            ready.errback(ConnectError(_describe(reason, self.tls_hostname) if reason else message))
+        else:
+            self.peer.closed(None, message)
+
+
+class _WebSocketClientProtocol(WebSocketClientProtocol):
+    factory: _WebSocketClientFactory
+
+    def onConnect(self, response: ConnectionResponse) -> None:
+        self.link = WebSocketLink(self)
+        self.link.protocol = response.protocol
+
+    def onOpen(self) -> None:
+        ready, self.factory.ready = self.factory.ready, None
+        if ready is not None:
+            ready.callback(self.link)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        self.factory.peer.received(payload, isBinary)
+
+    lost: Failure | None = None
+
+    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+        self.lost = reason  # onClose only gets a text; keep the TLS error behind it
+        super().connectionLost(reason)
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        ready, self.factory.ready = self.factory.ready, None
+        if ready is not None:
+            if self.lost is not None and isinstance(self.lost.value,
+                                                    (SSL.Error, VerificationError)):
+                ready.errback(ConnectError(_describe(self.lost, self.factory.hostname)))
+            else:
+                why = reason or "connection lost"
+                ready.errback(ConnectError(f"WebSocket handshake failed: {why}"))
+        else:
+            self.factory.peer.closed(code, reason or "")
+
+
+class _WebSocketClientFactory(WebSocketClientFactory):
+    protocol = _WebSocketClientProtocol
+
+    def __init__(self, url: str, peer: IPeer, ready: defer.Deferred[ILink],
+                 protocols: Sequence[str], reactor: Any, hostname: str | None) -> None:
+        super().__init__(url, protocols=list(protocols) or None, reactor=reactor)
+        self.hostname = hostname
+        self.peer = peer
+        self.ready: defer.Deferred[ILink] | None = ready
+
+
+def _describe(reason: Failure, hostname: str | None = None) -> str:
+    """A short reason for a failed connect, fit for a close frame (123 bytes) and a log line."""
+    value = reason.value
+    if isinstance(value, VerificationError):
+        return f"TLS hostname verification failed: certificate does not name {hostname}"
+    if isinstance(value, SSL.Error):
+        text = str(value)
+        if "certificate verify failed" in text:
+            detail = "expired" if "expired" in text else "untrusted"
+            return f"TLS certificate verification failed ({detail} certificate)"
+        return "TLS handshake failed"
+    return reason.getErrorMessage()
+
+
+def connect(
+    reactor: IReactorTime,
+    uri: URI,
+    options: Options,
+    peer: IPeer,
+    *,
+    protocols: Sequence[str] = (),
+    truststore: str | None = None,
+) -> defer.Deferred[ILink]:
+    """Open a connection to *uri*; the Deferred fires with an ILink once it is usable.
+
+    Failures arrive as ConnectError with a reason fit for a log line or a close reason.
+    """
+    ready: defer.Deferred[ILink] = defer.Deferred()
+    endpoint: Any = HostnameEndpoint(reactor, uri.host, uri.port,
+                                     timeout=options["connect.timeout"])
+    hostname = None
+    if uri.is_tls:
+        hostname = options["ssl.hostname"] or uri.host
+        endpoint = wrapClientTLS(
+            tls.client_options(hostname, options["ssl.truststore"] or truststore), endpoint
+        )
+    factory: Any
+    if uri.is_websocket:
+        factory = _WebSocketClientFactory(uri.text, peer, ready, protocols, reactor, hostname)
+        configure_websocket(factory, options)
+    else:
+        factory = Factory.forProtocol(lambda: _StreamClientProtocol(peer, ready, hostname))
+
+    def failed(reason: Failure) -> None:
+        if ready.called:
+            return
+        ready.errback(ConnectError(_describe(reason, hostname)))
+
+    endpoint.connect(factory).addErrback(failed)
+
+    def timeout() -> None:
+        if not ready.called:
+            ready.errback(ConnectError(f"timed out after {options['connect.timeout']:g}s"))
+
+    call = reactor.callLater(options["connect.timeout"] + 10, timeout)
+    ready.addBoth(lambda r: (call.cancel() if call.active() else None, r)[1])
+    return ready

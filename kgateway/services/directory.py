@@ -1,0 +1,112 @@
+"""Service ``directory``: static files from a folder, on an ``http://`` or ``https://`` accept.
+
+Nothing outside the folder is ever served: ``..`` and encoded traversal are refused by
+Twisted's FilePath, and every file is checked again after resolving symlinks, so a link
+pointing outside is a 404 like a missing file. Folders without a welcome file are not
+listed (404).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from twisted.web import resource, static
+from twisted.web.iweb import IRequest
+from zope.interface import implementer
+
+from kgateway.config import GatewayConfig, ServiceConfig
+from kgateway.interfaces import IGatewayService, ILink, ISession
+from kgateway.services import PathResolver, PropertySpec, ServiceType, check_properties
+
+#: Types browsers insist on (ES modules) or that Python's mimetypes may not know.
+EXTRA_TYPES = {
+    ".mjs": "text/javascript",
+    ".js": "text/javascript",
+    ".json": "application/json",
+    ".wasm": "application/wasm",
+    ".svg": "image/svg+xml",
+    ".woff2": "font/woff2",
+    ".map": "application/json",
+}
+
+
+class Folder(static.File):
+    """A static.File that never leaves its root folder, even through symlinks."""
+
+    childNotFound = resource.NoResource("No such file.")
+
+    def __init__(self, path: str, root: str | None = None, **kwargs: Any) -> None:
+        super().__init__(path, **kwargs)
+        self.root = os.path.realpath(root or path)
+        self.contentTypes = {**static.File.contentTypes, **EXTRA_TYPES}
+
+    def getChild(self, path: bytes, request: IRequest) -> resource.IResource:
+        child = super().getChild(path, request)
+        target = getattr(child, "path", None)
+        if target is not None:
+            real = os.path.realpath(target)
+            if real != self.root and not real.startswith(self.root + os.sep):
+                return self.childNotFound
+        return child
+
+    def createSimilarFile(self, path: str) -> Folder:
+        f = Folder(path, self.root, defaultType=self.defaultType, registry=self.registry)
+        f.indexNames = self.indexNames[:]
+        return f
+
+    def directoryListing(self) -> resource.IResource:
+        return self.childNotFound
+
+    def render(self, request: IRequest) -> bytes | int:
+        real = os.path.realpath(self.path)
+        if real != self.root and not real.startswith(self.root + os.sep):
+            return self.childNotFound.render(request)  # type: ignore[no-any-return]
+        return super().render(request)  # type: ignore[no-any-return]
+
+
+@implementer(IGatewayService)
+class DirectoryService:
+    def __init__(self, config: ServiceConfig) -> None:
+        self.config = config
+        folder = Folder(config.settings["directory"])
+        folder.indexNames = [config.settings["welcome-file"]]
+        self.resource = folder
+
+    def http_resource(self) -> resource.IResource:
+        return self.resource
+
+    def session(self, link: ILink) -> ISession:
+        raise NotImplementedError("a directory service only serves HTTP")
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+def _check(config: ServiceConfig, resolve: PathResolver) -> Any:
+    def folder(text: str) -> str:
+        path = resolve(text)
+        if not os.path.isdir(path):
+            raise ValueError(f"no such folder {path} (relative paths start at the "
+                             "configuration file's folder)")
+        return path
+
+    return check_properties(config, {
+        "directory": PropertySpec(folder, required=True, doc="The folder to serve."),
+        "welcome-file": PropertySpec(str, "index.html", doc="Served for a folder's URL."),
+    })
+
+
+SERVICE_TYPE = ServiceType(
+    name="directory",
+    accept_schemes=frozenset({"http", "https"}),
+    connect_schemes=frozenset(),
+    min_connects=0,
+    max_connects=0,
+    check=_check,
+    build=lambda reactor, config, gateway: DirectoryService(config),
+    doc="Serves static files (the tutorial apps) over HTTP.",
+)

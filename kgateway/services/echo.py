@@ -1,0 +1,64 @@
+"""Service ``echo``: every WebSocket message comes back unchanged (text stays text, binary
+stays binary); on ``tcp://``/``ssl://`` the bytes come back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from zope.interface import implementer
+
+from kgateway.config import GatewayConfig, ServiceConfig
+from kgateway.interfaces import IGatewayService, ILink, ISession
+from kgateway.services import PathResolver, ServiceType, check_properties
+
+
+@implementer(ISession)
+class EchoSession:
+    def __init__(self, link: ILink) -> None:
+        self.link = link
+
+    def negotiate(self, offered: list[str]) -> str | None:
+        # Browsers fail the handshake if they offered subprotocols and none is chosen.
+        return offered[0] if offered else None
+
+    def opened(self) -> None:
+        # Stop reading from a client that does not read its echoes.
+        self.link.register_producer(self.link.transport)
+
+    def received(self, data: bytes, binary: bool) -> None:
+        self.link.write(data, binary)
+
+    def closed(self, code: int | None, reason: str) -> None:
+        pass
+
+
+@implementer(IGatewayService)
+class EchoService:
+    def __init__(self, config: ServiceConfig) -> None:
+        self.config = config
+
+    def session(self, link: ILink) -> EchoSession:
+        return EchoSession(link)
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+def _check(config: ServiceConfig, resolve: PathResolver) -> Any:
+    return check_properties(config, {})
+
+
+SERVICE_TYPE = ServiceType(
+    name="echo",
+    accept_schemes=frozenset({"ws", "wss", "tcp", "ssl"}),
+    connect_schemes=frozenset(),
+    min_connects=0,
+    max_connects=0,
+    check=_check,
+    build=lambda reactor, config, gateway: EchoService(config),
+    doc="Echoes WebSocket messages or TCP bytes back to the sender.",
+)

@@ -1,0 +1,156 @@
+"""Service ``proxy``: relays between each accepted connection and a new one to ``<connect>``.
+
+    client --ws|wss|tcp|ssl--> [gateway] --ws|wss|tcp|ssl--> back end
+               reads paused until the back end is connected; each side's transport is the
+               other's producer, so a slow reader on either side stops the other's reads.
+
+WebSocket to WebSocket keeps message boundaries and the text/binary kind, and passes the
+client's offered subprotocols to the back end, returning the one it chose. Stream data
+reaches WebSocket clients as binary messages; anything clients send is written as bytes.
+A close on either side closes the other: WebSocket close <-> TCP FIN.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from kgateway.config import GatewayConfig, ServiceConfig, parse_size
+from kgateway.interfaces import IGatewayService, ILink, IPeer, ISession
+from kgateway.links import BAD_GATEWAY, NORMAL, ConnectError, connect
+from kgateway.services import PathResolver, PropertySpec, ServiceType, check_properties
+
+log = Logger()
+
+PROPERTIES = {
+    "maximum.pending.bytes": PropertySpec(
+        parse_size, 64 * 1024,
+        doc="Write-buffer size per side at which reading from the other side pauses.",
+    ),
+}
+
+
+@implementer(ISession)
+class ProxySession:
+    """One client and its back-end connection."""
+
+    def __init__(self, service: ProxyService, client: ILink) -> None:
+        self.service = service
+        self.client = client
+        self.backend: ILink | None = None
+        self.failure: str | None = None
+        self.client_closed = False
+
+    # the client side (ISession)
+
+    def negotiate(self, offered: list[str]) -> defer.Deferred[str | None]:
+        config = self.service.config
+        target = config.connects[0]
+        d = connect(self.service.reactor, target, config.connect_options, _BackendPeer(self),
+                    protocols=offered, truststore=self.service.truststore)
+
+        def connected(backend: ILink) -> str | None:
+            if self.client_closed:
+                backend.close(NORMAL, "client went away")
+                return None
+            self.backend = backend
+            if backend.is_websocket:
+                return backend.protocol  # type: ignore[no-any-return]
+            return offered[0] if offered else None
+
+        def failed(reason: Failure) -> str | None:
+            reason.trap(ConnectError)
+            self.failure = f"cannot connect to {target}: {reason.getErrorMessage()}"
+            log.warn("{service}: {peer}: {failure}", service=config.name,
+                     peer=self.client.peer, failure=self.failure, target=str(target))
+            if not self.client.is_websocket:
+                # A stream client has no close reason to read: refuse the connection.
+                raise ConnectError(self.failure)
+            # A WebSocket client completes the handshake and then reads a close 1014.
+            return offered[0] if offered else None
+
+        return d.addCallbacks(connected, failed)
+
+    def opened(self) -> None:
+        if self.backend is None:
+            self.client.close(BAD_GATEWAY, self.failure or "back end unavailable")
+            return
+        limit = self.service.settings["maximum.pending.bytes"]
+        for link in (self.client, self.backend):
+            link.set_write_limit(limit)
+        self.client.register_producer(self.backend.transport)
+        self.backend.register_producer(self.client.transport)
+
+    def received(self, data: bytes, binary: bool) -> None:
+        if self.backend is not None:
+            self.backend.write(data, binary or not self.backend.is_websocket)
+
+    def closed(self, code: int | None, reason: str) -> None:
+        self.client_closed = True
+        if self.backend is not None:
+            backend, self.backend = self.backend, None
+            backend.close(code or NORMAL, reason)
+
+    # the back-end side, through _BackendPeer
+
+    def backend_received(self, data: bytes, binary: bool) -> None:
+        self.client.write(data, binary or not self.client.is_websocket)
+
+    def backend_closed(self, code: int | None, reason: str) -> None:
+        if self.backend is None:
+            return
+        self.backend = None
+        if not self.client_closed:
+            self.client.close(code or NORMAL, reason if code else "")
+
+
+@implementer(IPeer)
+class _BackendPeer:
+    """Routes back-end events to the session's backend_* methods."""
+
+    def __init__(self, session: ProxySession) -> None:
+        self.session = session
+
+    def received(self, data: bytes, binary: bool) -> None:
+        self.session.backend_received(data, binary)
+
+    def closed(self, code: int | None, reason: str) -> None:
+        self.session.backend_closed(code, reason)
+
+
+@implementer(IGatewayService)
+class ProxyService:
+    def __init__(self, reactor: Any, config: ServiceConfig, gateway: GatewayConfig) -> None:
+        self.reactor = reactor
+        self.config = config
+        self.settings = config.settings
+        self.truststore = gateway.security.truststore_file
+
+    def session(self, link: ILink) -> ProxySession:
+        return ProxySession(self, link)
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+def _check(config: ServiceConfig, resolve: PathResolver) -> Any:
+    return check_properties(config, PROPERTIES)
+
+
+SERVICE_TYPE = ServiceType(
+    name="proxy",
+    accept_schemes=frozenset({"ws", "wss", "tcp", "ssl"}),
+    connect_schemes=frozenset({"ws", "wss", "tcp", "ssl"}),
+    min_connects=1,
+    max_connects=1,
+    check=_check,
+    build=ProxyService,
+    doc="Relays bytes or messages between clients and the <connect> target.",
+)

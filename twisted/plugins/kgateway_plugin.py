@@ -1,0 +1,3 @@
+from twisted.application.service import ServiceMaker
+
+kgateway = ServiceMaker("kgateway", "kgateway.tap", "WebSocket gateway (Kaazing-style)", "kgateway")
