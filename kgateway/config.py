@@ -591,6 +591,12 @@ class _Loader:
             if service is not None:
                 services.append(service)
         self.check_accepts(services)
+        for service in services:
+            for uri in service.accepts:
+                if uri.is_tls and security.certificate_file is None:
+                    self.problem(self._uri_lines.get(id(uri), service.line),
+                                 f"accept {uri} needs a certificate: add <security><keystore> "
+                                 "with <certificate-file> and <key-file>")
         if not services and not self.problems:
             self.problem(root.line, "no <service> configured: nothing to do")
         if self.problems:

@@ -27,7 +27,7 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
-from twisted.web import resource, server
+from twisted.web import pages, resource, server
 from twisted.web.iweb import IRequest
 
 from kgateway import tls
@@ -41,6 +41,9 @@ log = Logger()
 
 class ListenError(Exception):
     """A configured accept could not be bound (address in use, permission...)."""
+
+
+_NOT_FOUND = pages.notFound("Not Found", "No service at this path.")
 
 
 class Router(resource.Resource):
@@ -81,7 +84,7 @@ class Router(resource.Resource):
                     request.postpath = []
                 child = resource.getChildForRequest(folder, request)
                 return child.render(request)  # type: ignore[no-any-return]
-        return resource.NoResource("No service at this path.").render(request)  # type: ignore[no-any-return]
+        return _NOT_FOUND.render(request)  # type: ignore[no-any-return]
 
 
 @dataclass

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from twisted.web import resource, static
+from twisted.web import pages, resource, static
 from twisted.web.iweb import IRequest
 from zope.interface import implementer
 
@@ -34,7 +34,7 @@ EXTRA_TYPES = {
 class Folder(static.File):
     """A static.File that never leaves its root folder, even through symlinks."""
 
-    childNotFound = resource.NoResource("No such file.")
+    childNotFound = pages.notFound("Not Found", "No such file.")
 
     def __init__(self, path: str, root: str | None = None, **kwargs: Any) -> None:
         super().__init__(path, **kwargs)

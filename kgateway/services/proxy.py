@@ -50,8 +50,9 @@ class ProxySession:
     def negotiate(self, offered: list[str]) -> defer.Deferred[str | None]:
         config = self.service.config
         target = config.connects[0]
-        d = connect(self.service.reactor, target, config.connect_options, _BackendPeer(self),
-                    protocols=offered, truststore=self.service.truststore)
+        d = self.service.connect(self.service.reactor, target, config.connect_options,
+                                 _BackendPeer(self), protocols=offered,
+                                 truststore=self.service.truststore)
 
         def connected(backend: ILink) -> str | None:
             if self.client_closed:
@@ -124,6 +125,9 @@ class _BackendPeer:
 
 @implementer(IGatewayService)
 class ProxyService:
+    #: how back-end connections are made (tests give an in-memory one)
+    connect = staticmethod(connect)
+
     def __init__(self, reactor: Any, config: ServiceConfig, gateway: GatewayConfig) -> None:
         self.reactor = reactor
         self.config = config

@@ -1,0 +1,1 @@
+"""Sans-IO wire-protocol codecs: bytes in, events out; no reactor, no sockets."""

@@ -1,0 +1,98 @@
+"""Path routing on a shared port and the directory service, in memory (no sockets)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from twisted.web import resource
+from twisted.web.test.requesthelper import DummyRequest
+
+from kgateway.gateway import Router
+from kgateway.services.directory import Folder
+
+
+class Marker(resource.Resource):
+    isLeaf = True
+
+    def __init__(self, name: bytes) -> None:
+        super().__init__()
+        self.name = name
+
+    def render(self, request):  # type: ignore[no-untyped-def]
+        return self.name
+
+
+def render(router: Router, path: bytes, headers: dict[bytes, bytes] | None = None):  # type: ignore[no-untyped-def]
+    segments = path.lstrip(b"/").split(b"/")
+    request = DummyRequest(segments)
+    request.path = path
+    request.uri = path
+    for k, v in (headers or {}).items():
+        request.requestHeaders.setRawHeaders(k, [v])
+    body = router.render(request)
+    if isinstance(body, bytes):
+        request.write(body)
+    return request.responseCode or 200, b"".join(request.written), request
+
+
+@pytest.fixture
+def web(tmp_path):  # type: ignore[no-untyped-def]
+    root = tmp_path / "web"
+    (root / "echo").mkdir(parents=True)
+    (root / "index.html").write_text("<h1>home</h1>")
+    (root / "echo" / "index.html").write_text("<h1>echo</h1>")
+    (root / "app.mjs").write_text("export {}")
+    (root / "empty").mkdir()
+    (tmp_path / "secret.txt").write_text("secret")
+    os.symlink(tmp_path / "secret.txt", root / "leak.txt")
+    os.symlink(tmp_path, root / "outside")
+    router = Router()
+    router.add_folder("/", Folder(str(root)))
+    router.add_websocket("/echo", Marker(b"websocket"))
+    return router
+
+
+def test_websocket_path_wants_an_upgrade(web) -> None:  # type: ignore[no-untyped-def]
+    code, body, request = render(web, b"/echo")
+    assert code == 426
+    assert request.responseHeaders.getRawHeaders(b"upgrade") == [b"websocket"]
+    code, body, _ = render(web, b"/echo", {b"upgrade": b"WebSocket"})
+    assert body == b"websocket"
+
+
+@pytest.mark.parametrize("path, expected", [(b"/", b"<h1>home</h1>"),
+                                            (b"/echo/", b"<h1>echo</h1>")])
+def test_folders_serve_their_welcome_file(web, path: bytes, expected: bytes) -> None:  # type: ignore[no-untyped-def]
+    code, body, _ = render(web, path)
+    assert (code, body) == (200, expected)
+
+
+def test_es_modules_get_a_javascript_type(web) -> None:  # type: ignore[no-untyped-def]
+    code, _, request = render(web, b"/app.mjs")
+    assert code == 200
+    assert request.responseHeaders.getRawHeaders(b"content-type") == [b"text/javascript"]
+
+
+@pytest.mark.parametrize("path", [b"/nope.html", b"/../secret.txt", b"/%2e%2e/secret.txt",
+                                  b"/echo/..%2f..%2fsecret.txt", b"/leak.txt",
+                                  b"/outside/secret.txt", b"/empty/"])
+def test_nothing_outside_the_folder_and_no_listings(web, path: bytes) -> None:  # type: ignore[no-untyped-def]
+    from urllib.parse import unquote_to_bytes
+
+    segments = [unquote_to_bytes(s) for s in path.lstrip(b"/").split(b"/")]
+    request = DummyRequest(segments)
+    request.path = path
+    body = web.render(request)
+    if isinstance(body, bytes):
+        request.write(body)
+    written = b"".join(request.written)
+    assert request.responseCode == 404
+    assert b"secret" not in written
+
+
+def test_unknown_path_without_a_root_folder_is_404() -> None:
+    router = Router()
+    router.add_websocket("/echo", Marker(b"ws"))
+    code, _, _ = render(router, b"/other")
+    assert code == 404
