@@ -47,7 +47,7 @@ def make_ca(folder: str, days: int = 825) -> tuple[x509.Certificate, ec.Elliptic
         assert isinstance(key, ec.EllipticCurvePrivateKey)
         return cert, key
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(_name("kgateway test CA")).issuer_name(_name("kgateway test CA"))
@@ -77,7 +77,7 @@ def make_certificate(folder: str, name: str, alt_names: Sequence[str] = (),
             sans.append(x509.IPAddress(ipaddress.ip_address(alt)))
         except ValueError:
             sans.append(x509.DNSName(alt))
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     start = now - datetime.timedelta(days=days + 2) if expired else now - datetime.timedelta(minutes=5)
     cert = (
         x509.CertificateBuilder()

@@ -97,13 +97,13 @@ class _TreeBuilder(handler.ContentHandler):
         self, name: tuple[str | None, str], qname: str | None, attrs: AttributesNSImpl
     ) -> None:
         uri, local = name
-        line = self.locator.getLineNumber() if self.locator else 0
+        line = (self.locator.getLineNumber() or 0) if self.locator else 0
         if uri is not None and uri not in KAAZING_NAMESPACES:
             self.problems.append(
                 Problem(self.filename, line, f"unknown XML namespace {uri!r} on <{local}>")
             )
         element = Element(
-            local, line, {k[1]: v for k, v in attrs.items()}  # type: ignore[no-untyped-call]
+            local, line, {k[1]: v for k, v in attrs.items()}
         )
         if self.stack:
             self.stack[-1].children.append(element)
@@ -135,7 +135,7 @@ def parse_xml(path: str) -> Element:
             source.setByteStream(f)
             parser.parse(source)
     except DefusedXmlException as e:
-        line = builder.locator.getLineNumber() if builder.locator else 0
+        line = (builder.locator.getLineNumber() or 0) if builder.locator else 0
         raise ConfigError([Problem(path, line, f"forbidden XML construct: {e}")]) from e
     except SAXException as e:
         line = getattr(e, "getLineNumber", lambda: 0)()
@@ -478,10 +478,9 @@ class _Loader:
                                             f"(first at line {file_props[name.text][1]})")
                 file_props[name.text] = (value.text, value.line)
         resolved: dict[str, str] = {}
-        for name in file_props:
-            resolved[name] = self._property(name, file_props, resolved, [])
-        for name, value in self.overrides.items():
-            resolved[name] = value
+        for prop_name in file_props:
+            resolved[prop_name] = self._property(prop_name, file_props, resolved, [])
+        resolved.update(self.overrides)
         self.properties = resolved
 
     def _property(

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import errno
 import socket
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +30,7 @@ from twisted.web import pages, resource, server
 from twisted.web.iweb import IRequest
 
 from kgateway import tls
-from kgateway.config import GatewayConfig, ServiceConfig, URI, bind_address
+from kgateway.config import URI, GatewayConfig, ServiceConfig, bind_address
 from kgateway.interfaces import IGatewayService
 from kgateway.links import GatewayWebSocketFactory, StreamServerFactory
 from kgateway.services import SERVICE_TYPES
@@ -74,7 +73,7 @@ class Router(resource.Resource):
                 request.setHeader(b"upgrade", b"websocket")
                 request.setHeader(b"content-type", b"text/plain; charset=utf-8")
                 return b"426 Upgrade Required: this is a WebSocket endpoint.\n"
-            return target.render(request)  # type: ignore[no-any-return]
+            return target.render(request)
         segments = request.postpath
         for prefix, folder in self.folders:
             if segments[: len(prefix)] == prefix:
@@ -83,8 +82,8 @@ class Router(resource.Resource):
                     # "/app" for a folder at "/app/": let static.File redirect to "/app/".
                     request.postpath = []
                 child = resource.getChildForRequest(folder, request)
-                return child.render(request)  # type: ignore[no-any-return]
-        return _NOT_FOUND.render(request)  # type: ignore[no-any-return]
+                return child.render(request)
+        return _NOT_FOUND.render(request)
 
 
 @dataclass
@@ -115,7 +114,7 @@ def _addresses(host: str, port: int) -> list[tuple[int, str]]:
         raise ListenError(f"cannot resolve {host!r}: {e.strerror}") from e
     seen: list[tuple[int, str]] = []
     for family, _, _, _, sockaddr in infos:
-        item = (family, sockaddr[0])
+        item = (int(family), str(sockaddr[0]))
         if item not in seen:
             seen.append(item)
     # With port 0 each address would get a different port: bind only the first.
@@ -209,8 +208,9 @@ class GatewayService(service.MultiService):
         super().startService()
         for svc in self.gateway_services.values():
             svc.start()
-        log.info("kgateway ready: {count} services from {file}",
-                 count=len(self.gateway_services), file=self.config.file)
+        # "ready" once the reactor runs: connections are served and SIGTERM handled from then.
+        self.reactor.callWhenRunning(log.info, "kgateway ready: {count} services from {file}",
+                                     count=len(self.gateway_services), file=self.config.file)
 
     @defer.inlineCallbacks
     def stopService(self) -> Any:
@@ -221,11 +221,7 @@ class GatewayService(service.MultiService):
         for svc in self.gateway_services.values():
             yield defer.maybeDeferred(svc.stop)
         yield super().stopService()
-
-    def bound_ports(self) -> Iterable[tuple[str, int]]:
-        for listener in self.listeners.values():
-            for port in listener.ports:
-                yield listener.describe(), port.getHost().port
+        log.info("kgateway stopped")
 
 
 def _listen_failure(listener: Listener, address: str, failure: Failure) -> str:
@@ -252,7 +248,7 @@ class _TLSServerEndpoint:
         self.options = options
 
     def listen(self, factory: Any) -> defer.Deferred[IListeningPort]:
-        return self.endpoint.listen(  # type: ignore[no-any-return]
+        return self.endpoint.listen(
             TLSMemoryBIOFactory(self.options, False, factory)
         )
 

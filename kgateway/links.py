@@ -23,16 +23,15 @@ from autobahn.twisted.websocket import (
     WebSocketServerProtocol,
 )
 from autobahn.util import encode_truncate
+from autobahn.websocket.types import ConnectionDeny, ConnectionRequest, ConnectionResponse
 from OpenSSL import SSL
 from service_identity.exceptions import VerificationError
-from autobahn.websocket.types import ConnectionDeny, ConnectionRequest, ConnectionResponse
 from twisted.internet import defer
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import (
     IAddress,
     IHandshakeListener,
     IReactorTime,
-    ITransport,
 )
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
@@ -75,28 +74,26 @@ class _LinkBase:
     is_websocket = False
     protocol: str | None = None
 
-    def __init__(self, proto: Protocol) -> None:
+    def __init__(self, proto: Any) -> None:
         self._proto = proto
-        self.peer = format_address(proto.transport.getPeer())
-
-    @property
-    def transport(self) -> ITransport:
-        return self._proto.transport
+        # The transport never changes once connected: TCP, or TLS over TCP.
+        self.transport: Any = proto.transport
+        self.peer = format_address(self.transport.getPeer())  # the real client address
 
     def pause_reading(self) -> None:
-        self._proto.transport.pauseProducing()
+        self.transport.pauseProducing()
 
     def resume_reading(self) -> None:
-        self._proto.transport.resumeProducing()
+        self.transport.resumeProducing()
 
     def register_producer(self, producer: object) -> None:
-        transport = self._proto.transport
+        transport = self.transport
         # A WebSocket taken over from twisted.web still has its HTTPChannel registered.
         transport.unregisterProducer()
         transport.registerProducer(producer, True)
 
     def set_write_limit(self, limit: int) -> None:
-        _socket_transport(self._proto.transport).bufferSize = limit
+        _socket_transport(self.transport).bufferSize = limit
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.peer}>"
@@ -105,10 +102,10 @@ class _LinkBase:
 @implementer(ILink)
 class StreamLink(_LinkBase):
     def write(self, data: bytes, binary: bool = True) -> None:
-        self._proto.transport.write(data)
+        self.transport.write(data)
 
     def close(self, code: int = NORMAL, reason: str = "") -> None:
-        self._proto.transport.loseConnection()
+        self.transport.loseConnection()
 
 
 @implementer(ILink)
@@ -140,6 +137,7 @@ class StreamServerProtocol(Protocol):
     """A tcp:// or ssl:// client of a service."""
 
     session: ISession | None = None
+    transport: Any
 
     def __init__(self, service: IGatewayService) -> None:
         self.service = service
@@ -179,7 +177,7 @@ class StreamServerFactory(Factory):
     def __init__(self, service: IGatewayService) -> None:
         self.service = service
 
-    def buildProtocol(self, addr: IAddress) -> StreamServerProtocol:
+    def buildProtocol(self, addr: IAddress | None) -> StreamServerProtocol:
         return StreamServerProtocol(self.service)
 
 
@@ -197,7 +195,7 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
         self.session = self.factory.service.session(self.link)
         d = defer.maybeDeferred(self.session.negotiate, list(request.protocols))
 
-        def chosen(protocol: str | None) -> str | None:
+        def chosen(protocol: Any) -> Any:
             self.link.protocol = protocol
             return protocol
 
@@ -218,7 +216,7 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
 
 
 class GatewayWebSocketFactory(WebSocketServerFactory):
-    protocol = GatewayWebSocketProtocol
+    protocol = GatewayWebSocketProtocol  # type: ignore[assignment]
 
     def __init__(self, service: IGatewayService, uri: URI, reactor: Any = None) -> None:
         super().__init__(uri.text, reactor=reactor)
@@ -337,7 +335,7 @@ class _WebSocketClientProtocol(WebSocketClientProtocol):
 
 
 class _WebSocketClientFactory(WebSocketClientFactory):
-    protocol = _WebSocketClientProtocol
+    protocol = _WebSocketClientProtocol  # type: ignore[assignment]
 
     def __init__(self, url: str, peer: IPeer, ready: defer.Deferred[ILink],
                  protocols: Sequence[str], reactor: Any, hostname: str | None) -> None:
@@ -402,5 +400,11 @@ def connect(
             ready.errback(ConnectError(f"timed out after {options['connect.timeout']:g}s"))
 
     call = reactor.callLater(options["connect.timeout"] + 10, timeout)
-    ready.addBoth(lambda r: (call.cancel() if call.active() else None, r)[1])
+
+    def done(result: Any) -> Any:
+        if call.active():
+            call.cancel()
+        return result
+
+    ready.addBoth(done)
     return ready

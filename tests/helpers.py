@@ -80,7 +80,8 @@ class GatewayProcess:
             self.config = config
         self.defines = list(defines)
         self.cwd = cwd or self.folder
-        self.env = {**os.environ, **(env or {})}
+        # Unbuffered, so the last lines before a signal-driven exit reach the test.
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.lines: list[str] = []
         self._changed = threading.Condition()
         self.proc: subprocess.Popen[str] | None = None

@@ -15,7 +15,7 @@ from twisted.web import pages, resource, static
 from twisted.web.iweb import IRequest
 from zope.interface import implementer
 
-from kgateway.config import GatewayConfig, ServiceConfig
+from kgateway.config import ServiceConfig
 from kgateway.interfaces import IGatewayService, ILink, ISession
 from kgateway.services import PathResolver, PropertySpec, ServiceType, check_properties
 
@@ -34,7 +34,7 @@ EXTRA_TYPES = {
 class Folder(static.File):
     """A static.File that never leaves its root folder, even through symlinks."""
 
-    childNotFound = pages.notFound("Not Found", "No such file.")
+    childNotFound = pages.notFound("Not Found", "No such file.")  # type: ignore[assignment]
 
     def __init__(self, path: str, root: str | None = None, **kwargs: Any) -> None:
         super().__init__(path, **kwargs)
@@ -61,8 +61,8 @@ class Folder(static.File):
     def render(self, request: IRequest) -> bytes | int:
         real = os.path.realpath(self.path)
         if real != self.root and not real.startswith(self.root + os.sep):
-            return self.childNotFound.render(request)  # type: ignore[no-any-return]
-        return super().render(request)  # type: ignore[no-any-return]
+            return self.childNotFound.render(request)
+        return super().render(request)
 
 
 @implementer(IGatewayService)

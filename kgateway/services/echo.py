@@ -8,7 +8,7 @@ from typing import Any
 
 from zope.interface import implementer
 
-from kgateway.config import GatewayConfig, ServiceConfig
+from kgateway.config import ServiceConfig
 from kgateway.interfaces import IGatewayService, ILink, ISession
 from kgateway.services import PathResolver, ServiceType, check_properties
 

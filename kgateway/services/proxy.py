@@ -60,7 +60,7 @@ class ProxySession:
                 return None
             self.backend = backend
             if backend.is_websocket:
-                return backend.protocol  # type: ignore[no-any-return]
+                return backend.protocol
             return offered[0] if offered else None
 
         def failed(reason: Failure) -> str | None:

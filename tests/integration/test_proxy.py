@@ -154,7 +154,7 @@ def _stalled_send(sock: socket.socket, limit: int) -> int:
     try:
         while sent < limit:
             sent += sock.send(chunk)
-    except (TimeoutError, socket.timeout):
+    except TimeoutError:
         pass
     return sent
 
