@@ -17,6 +17,7 @@ import socket
 import ssl
 import tempfile
 import time
+from typing import Any
 
 from websockets.sync.client import connect as ws_connect
 
@@ -26,7 +27,7 @@ from tests.helpers import GatewayProcess, free_port, gateway_xml, make_certs, se
 MESSAGE = 64 * 1024
 
 
-def _sink(port: int, total: int, ready: multiprocessing.synchronize.Event) -> None:  # type: ignore[name-defined]
+def _sink(port: int, total: int, ready: Any) -> None:
     server = socket.create_server(("127.0.0.1", port))
     ready.set()
     while True:
@@ -86,7 +87,7 @@ def main() -> None:
         service_xml("proxy", f"ws://127.0.0.1:{ws}/p", target, name="ws"),
         service_xml("proxy", f"wss://localhost:{wss}/p", target, name="wss"),
     ], certs.security_xml())
-    figures = {}
+    figures: dict[str, dict[str, Any]] = {}
     with GatewayProcess(config, name="bench"):
         cases = {
             "direct tcp": lambda: _tcp_run(sink_port, total),
