@@ -1,0 +1,30 @@
+"""web/echo in headless Chromium (tests/browser/echo.mjs) against a real gateway process
+running the default etc/gateway.xml, as a user opening http://localhost:8000/echo/ would."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from tests.helpers import ROOT, GatewayProcess, free_port
+
+pytestmark = pytest.mark.slow
+
+
+def test_echo_page_sends_and_receives_text_and_binary() -> None:
+    if not shutil.which("node") or not os.path.exists("/usr/bin/chromium"):
+        pytest.fail("browser tests need node and /usr/bin/chromium: run `make test`, "
+                    "which installs them (scripts/system-deps.sh)")
+    port = free_port()
+    with GatewayProcess(os.path.join(ROOT, "etc", "gateway.xml"),
+                        defines=[f"gateway.port={port}"], name="echo-browser"):
+        result = subprocess.run(["node", os.path.join(ROOT, "tests", "browser", "echo.mjs"),
+                                 f"http://localhost:{port}"],
+                                cwd=ROOT, capture_output=True, text=True, timeout=90)
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report.get("ok") is True, report
