@@ -46,7 +46,7 @@ def default_gateway():  # type: ignore[no-untyped-def]
 def test_default_config_serves_the_tutorials_and_echo(default_gateway) -> None:  # type: ignore[no-untyped-def]
     gw, port = default_gateway
     code, body, headers = http_get(f"http://localhost:{port}/")
-    assert code == 200 and b"/echo/" in body
+    assert code == 200 and b'href="echo/"' in body
     code, body, headers = http_get(f"http://localhost:{port}/echo/")
     assert code == 200 and headers["Content-Type"].startswith("text/html")
     code, body, headers = http_get(f"http://localhost:{port}/echo")
