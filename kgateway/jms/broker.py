@@ -1,0 +1,649 @@
+"""The gateway's own STOMP connections to the broker, and topic fan-out over them.
+
+    JmsSession --subscribe/send/ack--> BrokerConnection --STOMP 1.2 over TCP--> ActiveMQ
+         ^                                  |  (reconnect with back-off, re-SUBSCRIBE,
+         |                                  |   receipts, an outbox while disconnected)
+         +---- TopicFanout <-- MESSAGE -----+
+               one broker SUBSCRIBE per (topic, selector); each MESSAGE encoded once per
+               STOMP version and written to every member with its own subscription id
+
+A :class:`BrokerConnection` owns one broker connection for its whole life: when the
+connection drops it reconnects after ``reconnect.delay``, doubling up to
+``reconnect.delay.maximum``, sends every live SUBSCRIBE again, then the frames queued while
+it was down. Callers never see the outage except through :attr:`BrokerConnection.epoch`
+(bumped on every loss: acks and transactions of an older epoch are void, since the broker
+forgot them and redelivers the unacked messages) and through receipts: a frame sent with
+``on_receipt`` completes only when the broker's RECEIPT arrives; a replayable one (a SEND
+outside a transaction) lost in an outage is sent again after the reconnect, anything else
+fails with ``on_error``.
+
+The connection is sans-IO apart from two injected things: ``connect`` (``links.connect`` by
+default; tests pass a fake returning an in-memory ILink) and the reactor's ``callLater``
+(tests pass ``twisted.internet.task.Clock``).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IPushProducer
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from kgateway.config import URI, Options
+from kgateway.interfaces import ILink, IPeer
+from kgateway.links import ConnectError
+from kgateway.links import connect as links_connect
+from kgateway.protocols.stomp import (
+    SERVER_COMMANDS,
+    Frame,
+    FrameParser,
+    PreparedFrame,
+    StompError,
+    encode,
+    negotiate_heartbeat,
+    parse_heartbeat,
+)
+
+log = Logger()
+
+Headers = list[tuple[str, str]]
+MessageHandler = Callable[[Frame, int], None]
+ErrorHandler = Callable[[str, str], None]
+
+#: headers of a broker MESSAGE that belong to the gateway's subscription, not the message
+PER_SUBSCRIPTION = frozenset({"subscription", "ack"})
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    """How to reach and log in to the broker."""
+
+    uri: URI
+    options: Options
+    login: str | None = None
+    passcode: str | None = None
+    virtual_host: str | None = None
+    reconnect_delay: float = 0.5
+    reconnect_delay_maximum: float = 10.0
+    #: bytes of frames kept while disconnected, per connection
+    outbox_limit: int = 8 * 1024 * 1024
+    max_frame_size: int = 16 * 1024 * 1024
+    truststore: str | None = None
+    #: heart-beats asked of the broker both ways, seconds (0: none)
+    heartbeat: float = 10.0
+    #: broker link write buffer past which client reads pause
+    write_limit: int = 1024 * 1024
+
+
+@dataclass
+class Subscription:
+    """A SUBSCRIBE the connection keeps alive across reconnects."""
+
+    id: str
+    headers: Headers
+    on_message: MessageHandler
+    on_error: ErrorHandler | None = None
+    #: callbacks waiting for the broker's RECEIPT for this SUBSCRIBE
+    waiting: list[Callable[[], None]] = field(default_factory=list)
+    ready: bool = False
+
+
+@dataclass
+class _Pending:
+    on_receipt: Callable[[], None] | None
+    on_error: ErrorHandler | None
+    #: the encoded frame, if it may be sent again after a reconnect
+    replay: bytes | None
+    written: bool = False
+    subscription: str | None = None
+
+
+@implementer(IPeer, IPushProducer)
+class BrokerConnection:
+    """One STOMP 1.2 connection from the gateway to the broker, kept up for its whole life."""
+
+    connect: Callable[..., defer.Deferred[ILink]] = staticmethod(links_connect)
+
+    def __init__(self, reactor: Any, settings: BrokerSettings, label: str,
+                 client_id: str | None = None,
+                 connect: Callable[..., defer.Deferred[ILink]] | None = None) -> None:
+        self.reactor = reactor
+        self.settings = settings
+        self.label = label
+        self.client_id = client_id
+        if connect is not None:
+            self.connect = connect
+        self.link: ILink | None = None
+        self.connected = False
+        self.stopped = False
+        #: bumped each time the connection is lost; acks/transactions of older epochs are void
+        self.epoch = 0
+        self.subscriptions: dict[str, Subscription] = {}
+        self._pending: OrderedDict[str, _Pending] = OrderedDict()
+        self._outbox: deque[tuple[str | None, bytes]] = deque()
+        self._outbox_bytes = 0
+        self._ids = itertools.count(1)
+        self._delay = settings.reconnect_delay
+        self._retry: Any = None
+        self._parser: FrameParser | None = None
+        #: called with no arguments after every CONNECTED (first and reconnects)
+        self.on_connected: list[Callable[[], None]] = []
+        #: called with the reason after every loss
+        self.on_lost: list[Callable[[str], None]] = []
+        #: for a dedicated connection: the broker refused CONNECT (message, detail)
+        self.on_refused: ErrorHandler | None = None
+        self.last_error = ""
+        self.frames_sent: dict[str, int] = {}
+        #: False while the broker link's write buffer is over ``write_limit``
+        self.writable = True
+        #: called with True/False when writable changes (the service pauses client reads)
+        self.on_writable: list[Callable[[bool], None]] = []
+        self._beat_send = 0.0
+        self._beat_expect = 0.0
+        self._heard = True
+        self._timers: list[Any] = []
+
+    def __repr__(self) -> str:
+        return f"<BrokerConnection {self.label} connected={self.connected}>"
+
+    # -- life cycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.stopped = False
+        self._dial()
+
+    def stop(self) -> None:
+        """DISCONNECT and stay down; pending receipts fail."""
+        self.stopped = True
+        self._cancel_timers()
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._retry = None
+        link, self.link = self.link, None
+        was_connected = self.connected
+        self.connected = False
+        if link is not None:
+            if was_connected:
+                link.write(encode(Frame("DISCONNECT")), True)
+            link.close()
+        self._fail_pending("the gateway closed its broker connection", replay=False)
+        self._outbox.clear()
+        self._outbox_bytes = 0
+
+    def _dial(self) -> None:
+        self._retry = None
+        if self.stopped:
+            return
+        self._parser = FrameParser("1.2", max_frame_size=self.settings.max_frame_size,
+                                   commands=SERVER_COMMANDS)
+        d = self.connect(self.reactor, self.settings.uri, self.settings.options, self,
+                         truststore=self.settings.truststore)
+        d.addCallbacks(self._tcp_up, self._dial_failed)
+
+    def _tcp_up(self, link: ILink) -> None:
+        if self.stopped:
+            link.close()
+            return
+        self.link = link
+        link.register_producer(self)
+        link.set_write_limit(self.settings.write_limit)
+        beat = int(self.settings.heartbeat * 1000)
+        headers = [("accept-version", "1.2"),
+                   ("host", self.settings.virtual_host or self.settings.uri.host),
+                   ("heart-beat", f"{beat},{beat}")]
+        if self.settings.login is not None:
+            headers.append(("login", self.settings.login))
+        if self.settings.passcode is not None:
+            headers.append(("passcode", self.settings.passcode))
+        if self.client_id is not None:
+            headers.append(("client-id", self.client_id))
+        link.write(encode(Frame("CONNECT", headers)), True)
+
+    def _dial_failed(self, reason: Failure) -> None:
+        if not reason.check(ConnectError):
+            log.failure("jms: connecting to broker {broker} ({label})", reason,
+                        broker=str(self.settings.uri), label=self.label)
+        # Whatever went wrong, keep trying: a connection that stops retrying is an outage.
+        self.last_error = reason.getErrorMessage()
+        log.warn("jms: broker {broker} ({label}) unreachable: {reason}; retrying in "
+                 "{delay:.1f}s", broker=str(self.settings.uri), label=self.label,
+                 reason=self.last_error, delay=self._delay)
+        self._schedule_retry()
+
+    def _schedule_retry(self) -> None:
+        if self.stopped or self._retry is not None:
+            return
+        self._retry = self.reactor.callLater(self._delay, self._dial)
+        self._delay = min(self._delay * 2, self.settings.reconnect_delay_maximum)
+
+    # -- IPeer -----------------------------------------------------------------------------
+
+    def received(self, data: bytes, binary: bool) -> None:
+        parser = self._parser
+        if parser is None or self.link is None:
+            return
+        self._heard = True
+        try:
+            parser.receive_data(data)
+            while self.link is not None and (event := parser.next_event()) is not None:
+                if isinstance(event, Frame):
+                    try:
+                        self._frame(event)
+                    except Exception:
+                        # One client's failing callback must not kill the shared connection.
+                        log.failure("jms: handling {command} from {label}",
+                                    command=event.command, label=self.label)
+        except StompError as e:
+            log.error("jms: broker {broker} ({label}) sent a bad frame: {error}",
+                      broker=str(self.settings.uri), label=self.label, error=str(e))
+            if self.link is not None:
+                self.link.close()
+
+    def closed(self, code: int | None, reason: str) -> None:
+        was_connected = self.connected
+        self.link = None
+        self.connected = False
+        self.epoch += 1
+        self._cancel_timers()
+        self._set_writable(True)
+        for sub in self.subscriptions.values():
+            sub.ready = False
+        if self.stopped:
+            return
+        why = self.last_error or reason or "connection lost"
+        self.last_error = ""
+        if was_connected:
+            log.warn("jms: lost broker {broker} ({label}): {reason}; reconnecting",
+                     broker=str(self.settings.uri), label=self.label, reason=why)
+        self._fail_pending("the broker connection was lost before the broker confirmed it",
+                           replay=True)
+        for callback in list(self.on_lost):
+            callback(why)
+        self._schedule_retry()
+
+    # -- heart-beats and back-pressure ------------------------------------------------------
+
+    def _cancel_timers(self) -> None:
+        for timer in self._timers:
+            if timer.active():
+                timer.cancel()
+        self._timers = []
+
+    def _beat(self) -> None:
+        if self.link is None:
+            return
+        self.link.write(b"\n", True)
+        self._timers = [t for t in self._timers if t.active()]
+        self._timers.append(self.reactor.callLater(self._beat_send, self._beat))
+
+    def _check(self) -> None:
+        if self.link is None:
+            return
+        if not self._heard:
+            # A half-open connection (partition, frozen broker): drop it and reconnect.
+            self.last_error = f"no heart-beat from the broker for {self._beat_expect * 2:g}s"
+            self.link.close()
+            return
+        self._heard = False
+        self._timers = [t for t in self._timers if t.active()]
+        self._timers.append(self.reactor.callLater(self._beat_expect * 2, self._check))
+
+    def _set_writable(self, writable: bool) -> None:
+        if writable != self.writable:
+            self.writable = writable
+            for callback in list(self.on_writable):
+                callback(writable)
+
+    # IPushProducer: the broker link calls these as its write buffer fills and drains.
+    def pauseProducing(self) -> None:
+        self._set_writable(False)
+
+    def resumeProducing(self) -> None:
+        self._set_writable(True)
+
+    def stopProducing(self) -> None:
+        pass
+
+    # -- frames from the broker -------------------------------------------------------------
+
+    def _frame(self, frame: Frame) -> None:
+        command = frame.command
+        if command == "MESSAGE":
+            sub = self.subscriptions.get(frame.get("subscription") or "")
+            if sub is not None:
+                sub.on_message(frame, self.epoch)
+            return
+        if command == "RECEIPT":
+            self._receipt(frame.get("receipt-id") or "")
+            return
+        if command == "CONNECTED":
+            self._connected(frame)
+            return
+        if command == "ERROR":
+            self._error(frame)
+
+    def _connected(self, frame: Frame) -> None:
+        self.connected = True
+        self._delay = self.settings.reconnect_delay
+        beat = int(self.settings.heartbeat * 1000)
+        try:
+            send_ms, expect_ms = negotiate_heartbeat((beat, beat),
+                                                     parse_heartbeat(frame.get("heart-beat")),
+                                                     gateway_role="client")
+        except StompError:
+            send_ms = expect_ms = 0
+        self._beat_send, self._beat_expect = send_ms / 1000, expect_ms / 1000
+        if self._beat_send:
+            self._timers.append(self.reactor.callLater(self._beat_send, self._beat))
+        if self._beat_expect:
+            self._heard = True
+            self._timers.append(self.reactor.callLater(self._beat_expect * 2, self._check))
+        log.info("jms: connected to broker {broker} ({label}), STOMP {version}",
+                 broker=str(self.settings.uri), label=self.label,
+                 version=frame.get("version", "1.0"))
+        for sub in self.subscriptions.values():
+            self._write_subscribe(sub)
+        outbox, self._outbox = self._outbox, deque()
+        self._outbox_bytes = 0
+        for rid, data in outbox:
+            self._write(data, rid)
+        for callback in list(self.on_connected):
+            callback()
+
+    def _receipt(self, rid: str) -> None:
+        pending = self._pending.pop(rid, None)
+        if pending is None:
+            return
+        if pending.subscription is not None:
+            sub = self.subscriptions.get(pending.subscription)
+            if sub is not None:
+                sub.ready = True
+                waiting, sub.waiting = sub.waiting, []
+                for callback in waiting:
+                    callback()
+            return
+        if pending.on_receipt is not None:
+            pending.on_receipt()
+
+    def _error(self, frame: Frame) -> None:
+        message = frame.get("message") or "broker error"
+        detail = frame.body.decode("utf-8", "replace").strip()
+        rid = frame.get("receipt-id")
+        pending = self._pending.pop(rid, None) if rid else None
+        if pending is not None:
+            # ActiveMQ's body is a Java stack trace: clients get its first line, the log all.
+            log.info("jms: broker {broker} ({label}) refused a frame: {message}",
+                     broker=str(self.settings.uri), label=self.label, message=message,
+                     detail=detail[:2000])
+            short = detail.splitlines()[0][:300] if detail else ""
+            if pending.subscription is not None:
+                sub = self.subscriptions.pop(pending.subscription, None)
+                if sub is not None and sub.on_error is not None:
+                    sub.on_error(message, short)
+            elif pending.on_error is not None:
+                pending.on_error(message, short)
+            return
+        if not self.connected:
+            self.last_error = f"broker refused the connection: {message}"
+            log.error("jms: broker {broker} ({label}) refused CONNECT: {message}",
+                      broker=str(self.settings.uri), label=self.label, message=message,
+                      detail=detail[:500])
+            if self.on_refused is not None:
+                self.stopped = True
+                self.on_refused(message, detail)
+            return
+        log.error("jms: broker {broker} ({label}) sent ERROR: {message}",
+                  broker=str(self.settings.uri), label=self.label, message=message,
+                  detail=detail[:500])
+
+    # -- frames to the broker ---------------------------------------------------------------
+
+    def _write(self, data: bytes, rid: str | None) -> None:
+        assert self.link is not None
+        if rid is not None and rid in self._pending:
+            self._pending[rid].written = True
+        self.link.write(data, True)
+
+    def _fail_pending(self, why: str, *, replay: bool) -> None:
+        pendings, self._pending = self._pending, OrderedDict()
+        requeue: list[tuple[str | None, bytes]] = []
+        for rid, pending in pendings.items():
+            if pending.subscription is not None:
+                continue  # the SUBSCRIBE is sent again with a fresh receipt
+            if not pending.written:
+                self._pending[rid] = pending  # still in the outbox
+            elif replay and pending.replay is not None:
+                pending.written = False
+                self._pending[rid] = pending
+                requeue.append((rid, pending.replay))
+            elif pending.on_error is not None:
+                pending.on_error("broker unavailable", why)
+        for item in reversed(requeue):
+            self._outbox.appendleft(item)
+            self._outbox_bytes += len(item[1])
+
+    def next_id(self, prefix: str) -> str:
+        return f"{prefix}{next(self._ids)}"
+
+    def send(self, frame: Frame, *, on_receipt: Callable[[], None] | None = None,
+             on_error: ErrorHandler | None = None, replayable: bool = False) -> bool:
+        """Send *frame* now or after the reconnect; False if the outbox is full.
+
+        With *on_receipt* the frame carries a gateway receipt and the callback runs on the
+        broker's RECEIPT; *on_error* runs on the broker's ERROR for it, or when the
+        connection drops first and the frame is not *replayable*.
+        """
+        rid = None
+        if on_receipt is not None or on_error is not None:
+            rid = self.next_id("r")
+            frame = Frame(frame.command, [*frame.headers, ("receipt", rid)], frame.body)
+        data = encode(frame, "1.2")
+        self.frames_sent[frame.command] = self.frames_sent.get(frame.command, 0) + 1
+        if rid is not None:
+            self._pending[rid] = _Pending(on_receipt, on_error, data if replayable else None)
+        if self.connected:
+            self._write(data, rid)
+            return True
+        if self.stopped or self._outbox_bytes + len(data) > self.settings.outbox_limit:
+            if rid is not None:
+                self._pending.pop(rid, None)
+            return False
+        self._outbox.append((rid, data))
+        self._outbox_bytes += len(data)
+        return True
+
+    def subscribe(self, headers: Sequence[tuple[str, str]], on_message: MessageHandler, *,
+                  on_error: ErrorHandler | None = None,
+                  on_ready: Callable[[], None] | None = None) -> Subscription:
+        """SUBSCRIBE now and after every reconnect; *on_ready* runs on the first RECEIPT."""
+        sub = Subscription(self.next_id("s"), list(headers), on_message, on_error)
+        if on_ready is not None:
+            sub.waiting.append(on_ready)
+        self.subscriptions[sub.id] = sub
+        if self.connected:
+            self._write_subscribe(sub)
+        return sub
+
+    def _write_subscribe(self, sub: Subscription) -> None:
+        rid = self.next_id("r")
+        self._pending[rid] = _Pending(None, None, None, subscription=sub.id)
+        headers = [("id", sub.id), *sub.headers, ("receipt", rid)]
+        self.frames_sent["SUBSCRIBE"] = self.frames_sent.get("SUBSCRIBE", 0) + 1
+        self._write(encode(Frame("SUBSCRIBE", headers), "1.2"), rid)
+
+    def unsubscribe(self, sub_id: str, extra: Sequence[tuple[str, str]] = (), *,
+                    on_receipt: Callable[[], None] | None = None,
+                    on_error: ErrorHandler | None = None) -> None:
+        """Stop a subscription; the broker redelivers its unacked messages to others."""
+        sub = self.subscriptions.pop(sub_id, None)
+        if sub is None:
+            if on_receipt is not None:
+                on_receipt()
+            return
+        if self.connected:
+            self.send(Frame("UNSUBSCRIBE", [("id", sub_id), *extra]),
+                      on_receipt=on_receipt, on_error=on_error)
+        elif on_receipt is not None:
+            on_receipt()  # the broker forgot it with the connection
+
+    def ack(self, ack_id: str, epoch: int, *, nack: bool = False,
+            transaction: str | None = None) -> bool:
+        """ACK/NACK a message delivered in *epoch*; False (and nothing sent) if it is void."""
+        if epoch != self.epoch or not self.connected:
+            return False
+        headers = [("id", ack_id)]
+        if transaction is not None:
+            headers.append(("transaction", transaction))
+        self.send(Frame("NACK" if nack else "ACK", headers))
+        return True
+
+
+# -- topic fan-out --------------------------------------------------------------------------
+
+
+class TopicMember:
+    """One client subscription to a shared topic, as the fan-out sees it."""
+
+    def deliver(self, message: SharedMessage) -> None:
+        raise NotImplementedError
+
+
+class SharedMessage:
+    """A broker MESSAGE with its per-subscription headers removed, encoded once per version."""
+
+    __slots__ = ("frame", "_prepared", "text_ok")
+
+    def __init__(self, frame: Frame) -> None:
+        self.frame = frame
+        self._prepared: dict[str, PreparedFrame] = {}
+        try:
+            frame.body.decode("utf-8")
+            self.text_ok = b"\0" not in frame.body
+        except UnicodeDecodeError:
+            self.text_ok = False
+
+    def prepared(self, version: str) -> PreparedFrame:
+        prepared = self._prepared.get(version)
+        if prepared is None:
+            prepared = self._prepared[version] = PreparedFrame(self.frame, version)
+        return prepared
+
+
+@dataclass
+class SharedTopic:
+    """One broker subscription serving every client on (destination, selector)."""
+
+    key: tuple[str, str | None]
+    connection: BrokerConnection
+    subscription: Subscription | None = None
+    members: dict[int, TopicMember] = field(default_factory=dict)
+    waiting: list[Callable[[], None]] = field(default_factory=list)
+    cache: deque[SharedMessage] | None = None
+    permanent: bool = False
+    to_client: Callable[[str], str] = str
+    delivered: int = 0
+
+
+class TopicFanout:
+    """Shares broker topic subscriptions among clients, ref-counted per (topic, selector)."""
+
+    def __init__(self, connections: Sequence[BrokerConnection],
+                 caches: dict[str, int] | None = None) -> None:
+        self.connections = list(connections)
+        self.topics: dict[tuple[str, str | None], SharedTopic] = {}
+        #: broker destination -> last-value cache size
+        self.caches = dict(caches or {})
+
+    def _connection_for(self, key: tuple[str, str | None]) -> BrokerConnection:
+        # Stable across runs so a topic's order is kept on one connection.
+        index = sum(key[0].encode()) % len(self.connections)
+        return self.connections[index]
+
+    def start(self, to_client: Callable[[str], str]) -> None:
+        """Subscribe the cached topics for good, so their caches fill before anyone asks."""
+        for broker_dest in self.caches:
+            topic = self._topic((broker_dest, None), to_client)
+            topic.permanent = True
+
+    def _topic(self, key: tuple[str, str | None],
+               to_client: Callable[[str], str]) -> SharedTopic:
+        topic = self.topics.get(key)
+        if topic is not None:
+            return topic
+        topic = SharedTopic(key, self._connection_for(key), to_client=to_client)
+        size = self.caches.get(key[0])
+        if size and key[1] is None:
+            topic.cache = deque(maxlen=size)
+        self.topics[key] = topic
+        headers = [("destination", key[0]), ("ack", "auto")]
+        if key[1] is not None:
+            headers.append(("selector", key[1]))
+
+        def ready() -> None:
+            waiting, topic.waiting = topic.waiting, []
+            for callback in waiting:
+                callback()
+
+        def refused(message: str, detail: str) -> None:
+            self.topics.pop(key, None)
+            topic.subscription = None
+            members, topic.members = topic.members, {}
+            topic.waiting = []
+            for member in members.values():
+                member_refused = getattr(member, "refused", None)
+                if member_refused is not None:
+                    member_refused(message, detail)
+
+        topic.subscription = topic.connection.subscribe(
+            headers, lambda frame, epoch: self._message(topic, frame),
+            on_error=refused, on_ready=ready)
+        return topic
+
+    def add(self, destination: str, selector: str | None, member: TopicMember,
+            to_client: Callable[[str], str], on_ready: Callable[[], None]) -> SharedTopic:
+        """Add *member*; *on_ready* runs once the broker subscription is confirmed."""
+        topic = self._topic((destination, selector), to_client)
+        topic.members[id(member)] = member
+        if topic.subscription is not None and topic.subscription.ready:
+            on_ready()
+        else:
+            topic.waiting.append(on_ready)
+        if topic.cache:
+            for message in list(topic.cache):
+                member.deliver(message)
+        return topic
+
+    def remove(self, topic: SharedTopic, member: TopicMember) -> None:
+        topic.members.pop(id(member), None)
+        if topic.members or topic.permanent:
+            return
+        if self.topics.get(topic.key) is topic:
+            del self.topics[topic.key]
+        if topic.subscription is not None:
+            topic.connection.unsubscribe(topic.subscription.id)
+            topic.subscription = None
+
+    def _message(self, topic: SharedTopic, frame: Frame) -> None:
+        headers = []
+        for name, value in frame.headers:
+            if name in PER_SUBSCRIPTION:
+                continue
+            if name == "destination":
+                value = topic.to_client(value)
+            headers.append((name, value))
+        message = SharedMessage(Frame("MESSAGE", headers, frame.body))
+        topic.delivered += 1
+        if topic.cache is not None:
+            topic.cache.append(message)
+        for member in list(topic.members.values()):
+            try:
+                member.deliver(message)
+            except Exception:
+                log.failure("jms: fan-out to one client failed")

@@ -1,0 +1,424 @@
+"""jms sessions and broker connections in memory: FakeLink clients, a fake broker link, Clock.
+
+    FakeLink clients --bytes--> JmsSession --> BrokerConnection --FakeLink--> (test plays broker)
+
+The test reads what the gateway wrote to the broker with the codec's own FrameParser and
+answers with encoded frames, so every step is deterministic and instant.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from twisted.internet import defer
+from twisted.internet.task import Clock
+from zope.interface.verify import verifyObject
+
+from kgateway import config
+from kgateway.interfaces import IGatewayService, ILink, ISession
+from kgateway.links import ConnectError
+from kgateway.protocols.stomp import Frame, FrameParser, encode
+from kgateway.services.jms import JmsService
+from tests.unit.fakes import FakeLink
+
+
+class Broker:
+    """Plays ActiveMQ on the far side of each BrokerConnection."""
+
+    def __init__(self) -> None:
+        self.dials: list[tuple[Any, defer.Deferred[ILink]]] = []
+        self.links: list[FakeLink] = []
+        self.read = 0
+
+    def __call__(self, reactor, uri, options, peer, *, protocols=(), truststore=None):  # type: ignore[no-untyped-def]
+        d: defer.Deferred[ILink] = defer.Deferred()
+        self.dials.append((peer, d))
+        return d
+
+    def accept(self, index: int = -1) -> tuple[Any, FakeLink]:
+        peer, d = self.dials[index]
+        link = FakeLink(websocket=False, peer="broker:61613")
+        self.links.append(link)
+        d.callback(link)
+        frames = self.frames(link)
+        assert frames[-1].command == "CONNECT"
+        peer.received(encode(Frame("CONNECTED", [("version", "1.2")])), True)
+        return peer, link
+
+    @staticmethod
+    def frames(link: FakeLink) -> list[Frame]:
+        return [f for f in FrameParser().feed(link.data) if isinstance(f, Frame)]
+
+    @staticmethod
+    def sent(link: FakeLink, command: str) -> list[Frame]:
+        return [f for f in Broker.frames(link) if f.command == command]
+
+
+@pytest.fixture
+def setup(tmp_path):  # type: ignore[no-untyped-def]
+    path = tmp_path / "g.xml"
+    path.write_text(
+        "<gateway-config><service><name>jms</name><accept>ws://h:1/jms</accept>"
+        "<connect>stomp://mq:61613</connect><type>jms</type><properties>"
+        "<maximum.pending.bytes>1000</maximum.pending.bytes>"
+        "<reconnect.delay>1sec</reconnect.delay><reconnect.delay.maximum>4sec"
+        "</reconnect.delay.maximum><heartbeat.interval>5sec</heartbeat.interval>"
+        "<topic><name>lvc</name><cache.size>2</cache.size></topic>"
+        "</properties></service></gateway-config>")
+    cfg = config.load(str(path), {}, {})
+    clock = Clock()
+    service = JmsService(clock, cfg.services[0], cfg)
+    broker = Broker()
+    service.connect = broker  # type: ignore[method-assign]
+    service.start()
+    peer, link = broker.accept()
+    return service, clock, broker, peer, link
+
+
+def client(service: JmsService, version: str = "1.2", heartbeat: str = "0,0",
+           extra: str = "") -> tuple[ISession, FakeLink]:
+    link = FakeLink(protocol="v12.stomp")
+    session = service.session(link)
+    assert session.negotiate(["v10.stomp", "v12.stomp"]) == "v12.stomp"
+    session.opened()
+    session.received(f"CONNECT\naccept-version:{version}\nheart-beat:{heartbeat}\n{extra}\n\0"
+                     .encode(), False)
+    return session, link
+
+
+def client_frames(link: FakeLink, version: str = "1.2") -> list[Frame]:
+    return [f for f in FrameParser(version).feed(link.data) if isinstance(f, Frame)]
+
+
+def receipt_for(peer: Any, frame: Frame) -> None:
+    peer.received(encode(Frame("RECEIPT", [("receipt-id", frame.get("receipt") or "")])), True)
+
+
+def broker_message(peer: Any, sub: str, body: bytes, dest: str, mid: str = "ID:1",
+                   **headers: str) -> None:
+    h = [("subscription", sub), ("destination", dest), ("message-id", mid), ("ack", mid)]
+    peer.received(encode(Frame("MESSAGE", h + list(headers.items()), body)), True)
+
+
+def test_interfaces(setup) -> None:  # type: ignore[no-untyped-def]
+    service = setup[0]
+    assert verifyObject(IGatewayService, service)
+    assert verifyObject(ISession, service.session(FakeLink()))
+
+
+def test_connect_negotiates_version_and_heartbeats(setup) -> None:  # type: ignore[no-untyped-def]
+    service, clock, *_ = setup
+    _, link = client(service, "1.0,1.1", heartbeat="1000,2000")
+    [connected] = client_frames(link)
+    assert connected.command == "CONNECTED"
+    assert connected.get("version") == "1.1" and connected.get("heart-beat") == "5000,5000"
+    before = len(link.messages)
+    clock.advance(5)  # the gateway sends every max(5000, 2000) ms
+    assert link.messages[before:] == [(b"\n", False)]
+    clock.advance(5)  # and expects the client every max(1000, 5000) ms, x2 slack
+    assert link.closes == []
+    clock.advance(10)
+    assert link.closes and "heart-beat timeout" in link.data.decode()
+
+
+def test_one_broker_subscription_for_many_clients_each_with_its_own_id(setup) -> None:  # type: ignore[no-untyped-def]
+    service, clock, broker, peer, blink = setup
+    links = []
+    for i in range(50):
+        session, link = client(service, version="1.2" if i % 2 else "1.0")
+        session.received(f"SUBSCRIBE\ndestination:/topic/t\nid:c{i}\nreceipt:r{i}\n\n\0"
+                         .encode(), False)
+        links.append(link)
+    subscribes = [f for f in broker.sent(blink, "SUBSCRIBE") if f.get("destination") == "/topic/t"]
+    assert len(subscribes) == 1
+    assert not any(f.command == "RECEIPT" for f in client_frames(links[0], "1.0"))
+    receipt_for(peer, subscribes[0])  # every client's receipt waits for the broker's
+    broker_message(peer, subscribes[0].get("id") or "", b"hi", "/topic/t")
+    for i, link in enumerate(links):
+        frames = client_frames(link, "1.2" if i % 2 else "1.0")
+        assert [f.command for f in frames] == ["CONNECTED", "RECEIPT", "MESSAGE"]
+        message = frames[-1]
+        assert message.get("subscription") == f"c{i}" and message.body == b"hi"
+        assert message.get("destination") == "/topic/t"
+    # The last member leaving ends the broker subscription.
+    for session in list(service.sessions):
+        session.closed(1000, "")
+    assert len(broker.sent(blink, "UNSUBSCRIBE")) == 1
+
+
+def test_selectors_get_their_own_shared_subscription(setup) -> None:  # type: ignore[no-untyped-def]
+    service, _, broker, _, blink = setup
+    for i, selector in enumerate(["a = 1", "a = 1", "a = 2", None]):
+        session, _ = client(service)
+        header = f"selector:{selector}\n" if selector else ""
+        session.received(f"SUBSCRIBE\ndestination:/topic/s\nid:{i}\n{header}\n\0".encode(),
+                         False)
+    subs = [f for f in broker.sent(blink, "SUBSCRIBE") if f.get("destination") == "/topic/s"]
+    assert sorted(str(f.get("selector")) for f in subs) == ["None", "a = 1", "a = 2"]
+
+
+def test_queue_client_ack_is_cumulative_and_mapped_to_broker_acks(setup) -> None:  # type: ignore[no-untyped-def]
+    service, _, broker, peer, blink = setup
+    session, link = client(service)
+    session.received(b"SUBSCRIBE\ndestination:/queue/q\nid:mine\nack:client\n\n\0", False)
+    [sub] = [f for f in broker.sent(blink, "SUBSCRIBE") if f.get("destination") == "/queue/q"]
+    assert sub.get("ack") == "client-individual" and sub.get("activemq.prefetchSize") == "100"
+    for n in range(1, 4):
+        broker_message(peer, sub.get("id") or "", b"m", "/queue/q", mid=f"ID:{n}")
+    messages = [f for f in client_frames(link) if f.command == "MESSAGE"]
+    assert [m.get("ack") for m in messages] == ["ID:1", "ID:2", "ID:3"]
+    assert all(m.get("subscription") == "mine" for m in messages)
+    session.received(b"ACK\nid:ID:2\n\n\0", False)
+    assert [f.get("id") for f in broker.sent(blink, "ACK")] == ["ID:1", "ID:2"]
+    # Leaving with ID:3 unacked: the broker subscription ends, so the broker redelivers it.
+    session.closed(1000, "")
+    assert [f.get("id") for f in broker.sent(blink, "UNSUBSCRIBE")] == [sub.get("id")]
+
+
+def test_auto_ack_queue_waits_while_the_client_is_slow(setup) -> None:  # type: ignore[no-untyped-def]
+    service, _, broker, peer, blink = setup
+    session, link = client(service)
+    session.received(b"SUBSCRIBE\ndestination:/queue/q\nid:1\n\n\0", False)
+    [sub] = [f for f in broker.sent(blink, "SUBSCRIBE") if f.get("destination") == "/queue/q"]
+    link.producer.pauseProducing()
+    broker_message(peer, sub.get("id") or "", b"x" * 5000, "/queue/q", mid="ID:9")
+    assert broker.sent(blink, "ACK") == [] and link.closes == []
+    link.producer.resumeProducing()
+    assert [f.get("id") for f in broker.sent(blink, "ACK")] == ["ID:9"]
+
+
+def test_slow_topic_consumer_gets_error_and_close_others_unaffected(setup) -> None:  # type: ignore[no-untyped-def]
+    service, _, broker, peer, blink = setup
+    slow, slow_link = client(service)
+    fast, fast_link = client(service)
+    for s in (slow, fast):
+        s.received(b"SUBSCRIBE\ndestination:/topic/t\nid:1\n\n\0", False)
+    [sub] = [f for f in broker.sent(blink, "SUBSCRIBE") if f.get("destination") == "/topic/t"]
+    slow_link.producer.pauseProducing()
+    for n in range(3):
+        broker_message(peer, sub.get("id") or "", b"y" * 600, "/topic/t", mid=f"ID:{n}")
+    assert slow_link.closes and slow_link.closes[0][1] == "slow consumer"
+    assert client_frames(slow_link)[-1].get("message") == "slow consumer"
+    assert len([f for f in client_frames(fast_link) if f.command == "MESSAGE"]) == 3
+    assert service.slow_consumers == 1
+
+
+def test_transactions_map_ids_and_abort_on_disconnect(setup) -> None:  # type: ignore[no-untyped-def]
+    service, _, broker, _, blink = setup
+    a, _ = client(service)
+    b, _ = client(service)
+    for s in (a, b):
+        s.received(b"BEGIN\ntransaction:tx1\n\n\0SEND\ndestination:/queue/q\ntransaction:tx1"
+                   b"\n\nx\0", False)
+    begins = broker.sent(blink, "BEGIN")
+    sends = broker.sent(blink, "SEND")
+    assert len({f.get("transaction") for f in begins}) == 2  # unique per client
+    assert [f.get("transaction") for f in sends] == [f.get("transaction") for f in begins]
+    a.received(b"COMMIT\ntransaction:tx1\n\n\0", False)
+    b.closed(1006, "gone")
+    assert [f.get("transaction") for f in broker.sent(blink, "COMMIT")] == [begins[0].get(
+        "transaction")]
+    assert [f.get("transaction") for f in broker.sent(blink, "ABORT")] == [begins[1].get(
+        "transaction")]
+
+
+def test_send_receipt_only_after_the_broker_and_replayed_after_an_outage(setup) -> None:  # type: ignore[no-untyped-def]
+    service, clock, broker, peer, blink = setup
+    session, link = client(service)
+    session.received(b"SEND\ndestination:/queue/q\nreceipt:mine\n\nbody\0", False)
+    [send] = broker.sent(blink, "SEND")
+    assert send.get("receipt") != "mine"
+    assert [f.command for f in client_frames(link)] == ["CONNECTED"]
+    peer.closed(None, "connection reset")  # the broker goes away before its RECEIPT
+    clock.advance(1)
+    peer2, blink2 = broker.accept()
+    [again] = broker.sent(blink2, "SEND")
+    assert again.body == b"body"
+    receipt_for(peer2, again)
+    assert client_frames(link)[-1].get("receipt-id") == "mine"
+    assert link.closes == []
+
+
+def test_reconnect_backs_off_and_resubscribes(setup) -> None:  # type: ignore[no-untyped-def]
+    service, clock, broker, peer, blink = setup
+    session, link = client(service)
+    session.received(b"SUBSCRIBE\ndestination:/topic/t\nid:1\n\n\0", False)
+    peer.closed(None, "gone")
+    for delay in (1, 2, 4, 4):
+        clock.advance(delay - 0.01)
+        dials = len(broker.dials)
+        clock.advance(0.01)
+        assert len(broker.dials) == dials + 1
+        broker.dials[-1][1].errback(ConnectError("refused"))
+    clock.advance(4)
+    peer2, blink2 = broker.accept()
+    assert {f.get("destination") for f in broker.sent(blink2, "SUBSCRIBE")} >= {"/topic/t",
+                                                                                "/topic/lvc"}
+    sub = [f for f in broker.sent(blink2, "SUBSCRIBE") if f.get("destination") == "/topic/t"][0]
+    broker_message(peer2, sub.get("id") or "", b"after", "/topic/t")
+    assert client_frames(link)[-1].body == b"after" and link.closes == []
+
+
+def test_transaction_lost_in_an_outage_is_reported(setup) -> None:  # type: ignore[no-untyped-def]
+    service, clock, broker, peer, _ = setup
+    session, link = client(service)
+    session.received(b"BEGIN\ntransaction:t\n\n\0", False)
+    peer.closed(None, "gone")
+    clock.advance(1)
+    broker.accept()
+    session.received(b"COMMIT\ntransaction:t\nreceipt:c\n\n\0", False)
+    error = client_frames(link)[-1]
+    assert error.command == "ERROR" and error.get("message") == "transaction lost"
+    assert error.get("receipt-id") == "c" and link.closes
+
+
+def test_last_value_cache(setup) -> None:  # type: ignore[no-untyped-def]
+    service, _, broker, peer, blink = setup
+    [sub] = [f for f in broker.sent(blink, "SUBSCRIBE") if f.get("destination") == "/topic/lvc"]
+    receipt_for(peer, sub)
+    for n in range(4):
+        broker_message(peer, sub.get("id") or "", f"v{n}".encode(), "/topic/lvc", mid=f"ID:{n}")
+    session, link = client(service)
+    session.received(b"SUBSCRIBE\ndestination:/topic/lvc\nid:late\nreceipt:r\n\n\0", False)
+    frames = client_frames(link)
+    assert [(f.command, f.body) for f in frames[1:]] == [("RECEIPT", b""), ("MESSAGE", b"v2"),
+                                                          ("MESSAGE", b"v3")]
+
+
+def test_temp_queue_names_are_per_client_and_reply_to_is_rewritten(setup) -> None:  # type: ignore[no-untyped-def]
+    service, _, broker, peer, blink = setup
+    a, a_link = client(service)
+    b, _ = client(service)
+    for s in (a, b):
+        s.received(b"SUBSCRIBE\ndestination:/temp-queue/r\nid:1\n\n\0", False)
+    names = [f.get("destination") for f in broker.sent(blink, "SUBSCRIBE")
+             if "kgw.tmp" in (f.get("destination") or "")]
+    assert len(set(names)) == 2
+    a.received(b"SEND\ndestination:/queue/svc\nreply-to:/temp-queue/r\n\nq\0", False)
+    assert broker.sent(blink, "SEND")[-1].get("reply-to") == names[0]
+    sub = [f for f in broker.sent(blink, "SUBSCRIBE") if f.get("destination") == names[0]][0]
+    broker_message(peer, sub.get("id") or "", b"answer", names[0] or "")
+    assert client_frames(a_link)[-1].get("destination") == "/temp-queue/r"
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"SEND\n\nx\0", "missing destination header"),
+    (b"SEND\ndestination:/nowhere/x\n\n\0", "bad destination"),
+    (b"SUBSCRIBE\ndestination:/queue/q\n\n\0", "missing id header"),
+    (b"SUBSCRIBE\ndestination:/queue/q\nid:1\nack:sometimes\n\n\0", "bad ack mode"),
+    (b"COMMIT\ntransaction:none\n\n\0", "unknown transaction"),
+    (b"CONNECT\naccept-version:1.2\n\n\0", "already connected"),
+    (b"SEND\ndestination:/queue/q\n\n" + b"z" * 5_000_000 + b"\0", "frame too large"),
+    (b"SEND\nbad header\n\n\0", "malformed header"),
+    (b"HELLO\n\n\0", "unknown command"),
+])
+def test_bad_input_gets_error_then_close(setup, data: bytes, message: str) -> None:  # type: ignore[no-untyped-def]
+    service = setup[0]
+    session, link = client(service)
+    for i in range(0, len(data), 4096):  # split like WebSocket messages would be
+        session.received(data[i:i + 4096], True)
+    error = client_frames(link)[-1]
+    assert (error.command, error.get("message")) == ("ERROR", message)
+    assert link.closes == [(1000, message)]
+
+
+def test_durable_needs_client_id_and_gets_a_dedicated_connection(setup) -> None:  # type: ignore[no-untyped-def]
+    service, _, broker, _, _ = setup
+    session, link = client(service)
+    session.received(b"SUBSCRIBE\ndestination:/topic/d\nid:1\nactivemq.subscriptionName:n\n\n\0",
+                     False)
+    assert "client-id" in (client_frames(link)[-1].get("message") or "")
+    session, link = client(service, extra="client-id:app1\n")
+    assert [f.command for f in client_frames(link)] == []  # CONNECTED waits for the broker
+    peer, dlink = broker.accept()
+    connect = broker.sent(dlink, "CONNECT")[0]
+    assert connect.get("client-id") == "app1"
+    assert client_frames(link)[0].command == "CONNECTED"
+    session.received(b"SUBSCRIBE\ndestination:/topic/d\nid:1\nactivemq.subscriptionName:n\n\n\0",
+                     False)
+    [sub] = broker.sent(dlink, "SUBSCRIBE")
+    assert sub.get("activemq.subscriptionName") == "n" and sub.get("destination") == "/topic/d"
+    session.closed(1000, "")
+    assert broker.sent(dlink, "DISCONNECT")
+
+
+def test_connection_count_spreads_topics_and_sessions(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "g.xml"
+    path.write_text("<gateway-config><service><accept>ws://h:1/jms</accept>"
+                    "<connect>stomp://mq:61613</connect><type>jms</type><properties>"
+                    "<connection.count>2</connection.count></properties></service>"
+                    "</gateway-config>")
+    cfg = config.load(str(path), {}, {})
+    service = JmsService(Clock(), cfg.services[0], cfg)
+    broker = Broker()
+    service.connect = broker  # type: ignore[method-assign]
+    service.start()
+    (_, link1), (_, link2) = broker.accept(0), broker.accept(1)
+    sessions = [client(service)[0] for _ in range(4)]
+    assert {id(s.connection) for s in sessions} == {id(c) for c in service.connections}  # type: ignore[attr-defined]
+    for n, s in enumerate(sessions):
+        s.received(f"SUBSCRIBE\ndestination:/topic/t{n}\nid:1\n\n\0".encode(), False)
+    assert broker.sent(link1, "SUBSCRIBE") and broker.sent(link2, "SUBSCRIBE")
+    assert len(broker.sent(link1, "SUBSCRIBE")) + len(broker.sent(link2, "SUBSCRIBE")) == 4
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cuts=st.lists(st.integers(min_value=1, max_value=400), max_size=12),
+       binary=st.booleans())
+def test_frames_split_and_merged_anyhow_reach_the_broker_the_same(setup, cuts, binary) -> None:  # type: ignore[no-untyped-def]
+    service, _, broker, _, blink = setup
+    stream = (b"CONNECT\naccept-version:1.2\n\n\0"
+              b"SUBSCRIBE\ndestination:/queue/h\nid:1\nack:client\n\n\0\n\n"
+              b"SEND\ndestination:/queue/h\ncontent-length:5\nk:a\\cb\n\nx\0y\0z\0"
+              b"BEGIN\ntransaction:t\n\n\0SEND\ndestination:/topic/h\ntransaction:t\n\nq\0"
+              b"COMMIT\ntransaction:t\n\n\0")
+    points = sorted({c % len(stream) for c in cuts} | {0, len(stream)})
+    link = FakeLink()
+    session = service.session(link)
+    session.opened()
+    before = len(blink.messages)
+    for a, b in zip(points, points[1:], strict=False):
+        session.received(stream[a:b], binary)
+    sent = [f for f in FrameParser().feed(b"".join(m for m, _ in blink.messages[before:]))
+            if isinstance(f, Frame)]
+    assert [f.command for f in sent] == ["SUBSCRIBE", "SEND", "BEGIN", "SEND", "COMMIT"]
+    assert sent[1].body == b"x\0y\0z" and sent[1].get("k") == "a:b"
+    assert link.closes == []
+    session.closed(1000, "")
+
+
+def test_a_backed_up_broker_link_pauses_reading_from_its_clients(setup) -> None:  # type: ignore[no-untyped-def]
+    service, _, _, peer, blink = setup
+    _, link = client(service)
+    assert blink.producer is peer and blink.write_limit == 1024 * 1024
+    blink.producer.pauseProducing()
+    assert link.paused
+    _, late = client(service)
+    assert late.paused  # a client arriving meanwhile waits too
+    blink.producer.resumeProducing()
+    assert not link.paused and not late.paused
+
+
+def test_broker_heartbeats_are_sent_and_a_silent_broker_is_dropped(setup) -> None:  # type: ignore[no-untyped-def]
+    service, clock, broker, peer, blink = setup
+    assert broker.sent(blink, "CONNECT")[0].get("heart-beat") == "10000,10000"
+    # The fixture's broker answered CONNECTED without heart-beat: none either way.
+    clock.advance(60)
+    assert b"\n" not in [m for m, _ in blink.messages] and blink.closes == []
+    peer.closed(None, "gone")
+    clock.advance(1)
+    peer_, dials_before = broker.dials[-1][0], len(broker.links)
+    link = FakeLink(websocket=False)
+    broker.dials[-1][1].callback(link)
+    peer_.received(encode(Frame("CONNECTED", [("version", "1.2"), ("heart-beat", "5000,20000")])),
+                   True)
+    assert len(broker.links) == dials_before
+    clock.advance(20)  # the gateway beats every max(10000, 20000) ms
+    assert (b"\n", True) in link.messages
+    assert link.closes == []  # expects the broker every max(5000, 10000) ms, x2 slack
+    clock.advance(20)  # ...and has heard nothing since CONNECTED
+    assert link.closes, "a broker silent for 2x its heart-beat interval is dropped"

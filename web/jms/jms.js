@@ -1,0 +1,193 @@
+// The JMS tutorial: STOMP over WebSocket to the gateway's jms service.
+//
+//   this page (@stomp/stompjs) --ws(s)://<host>/jms, STOMP 1.2--> kgateway jms --> ActiveMQ
+//
+// Connect (user/password go in the STOMP CONNECT), subscribe to /topic/NAME or /queue/NAME
+// with an optional selector, unsubscribe from the list, send text or binary with up to three
+// custom properties, and send inside a transaction that is then committed or rolled back.
+//
+// Every log line is an <li> with data-* attributes carrying exact values for tests:
+//   data-kind         connected | subscribed | unsubscribed | sent | message | tx | error | closed
+//   data-destination  a message's destination;  data-subscription  its subscription id
+//   data-body         a text body, or the hex of a binary one (data-binary="true")
+//   data-headers      every header of a received MESSAGE, as JSON
+
+"use strict";
+
+(function () {
+  const $ = (id) => document.getElementById(id);
+  const status = $("status");
+  const log = $("log");
+  const subscriptionList = $("subscriptions");
+  const MAX_LOG_LINES = 500;
+
+  let client = null;
+  let transaction = null;
+  const subscriptions = new Map();  // id -> {destination, selector, handle}
+
+  function defaultUrl() {
+    const override = new URLSearchParams(location.search).get("url");
+    if (override) return override;
+    if (!location.host) return "ws://localhost:8000/jms";
+    return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/jms";
+  }
+
+  function hex(bytes) {
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  }
+
+  function addLine(kind, text, data) {
+    const li = document.createElement("li");
+    li.className = { message: "received", sent: "sent", error: "error", closed: "closed" }[kind]
+      || "info";
+    li.dataset.kind = kind;
+    for (const [key, value] of Object.entries(data || {})) li.dataset[key] = String(value);
+    li.textContent = text;
+    log.prepend(li);
+    while (log.children.length > MAX_LOG_LINES) log.lastChild.remove();
+  }
+
+  function setState(state, text) {
+    status.dataset.state = state;
+    status.textContent = text || state;
+    const connected = state === "connected";
+    $("connect").disabled = state !== "disconnected";
+    $("disconnect").disabled = state === "disconnected";
+    for (const id of ["subscribe", "send", "txBegin"]) $(id).disabled = !connected;
+    updateTx(connected);
+  }
+
+  function updateTx(connected) {
+    const open = connected && transaction !== null;
+    $("txBegin").disabled = !connected || open;
+    for (const id of ["txSend", "txCommit", "txRollback"]) $(id).disabled = !open;
+    $("txStatus").dataset.state = open ? "open" : "none";
+    $("txStatus").textContent = open ? `transaction ${transaction.id} open` : "no transaction";
+  }
+
+  function connect() {
+    setState("connecting", "connecting…");
+    const headers = {};
+    if ($("login").value) headers.login = $("login").value;
+    if ($("passcode").value) headers.passcode = $("passcode").value;
+    client = new StompJs.Client({
+      brokerURL: $("url").value,
+      connectHeaders: headers,
+      reconnectDelay: 0,
+      onConnect: (frame) => {
+        setState("connected", `connected (STOMP ${frame.headers.version})`);
+        addLine("connected", `CONNECTED to ${$("url").value}`,
+                { version: frame.headers.version });
+      },
+      onStompError: (frame) => {
+        addLine("error", `ERROR: ${frame.headers.message}${frame.body ? " — " + frame.body : ""}`,
+                { message: frame.headers.message });
+      },
+      onWebSocketClose: (event) => {
+        addLine("closed", `CLOSED: ${event.code} ${event.reason || ""}`, { code: event.code });
+        subscriptions.clear();
+        renderSubscriptions();
+        transaction = null;
+        client = null;
+        setState("disconnected");
+      },
+    });
+    client.activate();
+  }
+
+  function onMessage(message) {
+    // stompjs marks every body with a content-length as binary, so go by content-type.
+    const binary = (message.headers["content-type"] || "").startsWith("application/octet-stream");
+    const body = binary ? hex(message.binaryBody) : message.body;
+    const headers = message.headers;
+    addLine("message", `RECEIVED from ${headers.destination}: ${binary ? "[binary] " : ""}${body}` +
+            `  ${JSON.stringify(headers)}`,
+            { destination: headers.destination, subscription: headers.subscription, body,
+              binary, headers: JSON.stringify(headers) });
+  }
+
+  function subscribe() {
+    const destination = $("destination").value.trim();
+    const selector = $("selector").value.trim();
+    const headers = selector ? { selector } : {};
+    const handle = client.subscribe(destination, onMessage, headers);
+    subscriptions.set(handle.id, { destination, selector, handle });
+    renderSubscriptions();
+    addLine("subscribed", `SUBSCRIBED to ${destination}${selector ? " where " + selector : ""}`,
+            { destination, subscription: handle.id });
+  }
+
+  function unsubscribe(id) {
+    const sub = subscriptions.get(id);
+    if (!sub) return;
+    sub.handle.unsubscribe();
+    subscriptions.delete(id);
+    renderSubscriptions();
+    addLine("unsubscribed", `UNSUBSCRIBED from ${sub.destination}`,
+            { destination: sub.destination, subscription: id });
+  }
+
+  function renderSubscriptions() {
+    subscriptionList.replaceChildren();
+    for (const [id, sub] of subscriptions) {
+      const li = document.createElement("li");
+      li.dataset.id = id;
+      li.dataset.destination = sub.destination;
+      li.textContent = sub.destination + (sub.selector ? ` [${sub.selector}]` : "") + " ";
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "secondary unsubscribe";
+      button.textContent = "Unsubscribe";
+      button.addEventListener("click", () => unsubscribe(id));
+      li.append(button);
+      subscriptionList.append(li);
+    }
+  }
+
+  function publish(inTransaction) {
+    const destination = $("sendDestination").value.trim();
+    const text = $("message").value;
+    const headers = {};
+    for (const n of [1, 2, 3]) {
+      const name = $(`prop${n}Name`).value.trim();
+      if (name) headers[name] = $(`prop${n}Value`).value;
+    }
+    if (inTransaction) headers.transaction = transaction.id;
+    const params = { destination, headers };
+    if ($("binary").checked) {
+      params.binaryBody = new TextEncoder().encode(text);
+      headers["content-type"] = "application/octet-stream";
+    } else {
+      params.body = text;
+    }
+    client.publish(params);
+    addLine("sent", `SENT to ${destination}${inTransaction ? " in " + transaction.id : ""}: ${text}`,
+            { destination, body: text, transaction: inTransaction ? transaction.id : "" });
+  }
+
+  $("url").value = defaultUrl();
+  $("connect").addEventListener("click", connect);
+  $("disconnect").addEventListener("click", () => client && client.deactivate());
+  $("subscribe").addEventListener("click", subscribe);
+  $("send").addEventListener("click", () => publish(false));
+  $("txBegin").addEventListener("click", () => {
+    transaction = client.begin();
+    addLine("tx", `BEGIN ${transaction.id}`, { action: "begin", transaction: transaction.id });
+    updateTx(true);
+  });
+  $("txSend").addEventListener("click", () => publish(true));
+  $("txCommit").addEventListener("click", () => {
+    transaction.commit();
+    addLine("tx", `COMMIT ${transaction.id}`, { action: "commit", transaction: transaction.id });
+    transaction = null;
+    updateTx(true);
+  });
+  $("txRollback").addEventListener("click", () => {
+    transaction.abort();
+    addLine("tx", `ROLLBACK ${transaction.id}`, { action: "rollback", transaction: transaction.id });
+    transaction = null;
+    updateTx(true);
+  });
+  $("clear").addEventListener("click", () => log.replaceChildren());
+  setState("disconnected");
+})();
