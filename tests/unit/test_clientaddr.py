@@ -1,0 +1,156 @@
+"""Real client addresses: Forwarded / X-Forwarded-For trust, and the PROXY wrapper in memory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from twisted.internet.address import IPv4Address
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+
+from kgateway.clientaddr import (
+    HEADER_TIMEOUT,
+    ProxyProtocolFactory,
+    forwarded_chain,
+    forwarded_client,
+    parse_networks,
+    parse_proxy_mode,
+)
+from kgateway.protocols.proxy_protocol import build_v1, build_v2
+
+HAPROXY = "10.0.0.2:51000"
+
+
+def test_headers_are_ignored_unless_trust_is_configured() -> None:
+    headers = {"x-forwarded-for": "6.6.6.6"}
+    assert forwarded_client(HAPROXY, headers) == HAPROXY
+
+
+def test_hops_take_the_entry_before_our_own_proxies() -> None:
+    headers = {"x-forwarded-for": "6.6.6.6, 198.51.100.7, 10.0.0.9"}
+    # With one hop, our proxy (the peer) appended the last entry: the client it saw.
+    assert forwarded_client(HAPROXY, headers, hops=1) == "10.0.0.9"
+    assert forwarded_client(HAPROXY, headers, hops=2) == "198.51.100.7"
+    # More hops than entries: the leftmost claim is all there is.
+    assert forwarded_client(HAPROXY, headers, hops=9) == "6.6.6.6"
+
+
+def test_trusted_networks_walk_from_the_right() -> None:
+    trusted = parse_networks("10.0.0.0/8, 192.0.2.1")
+    headers = {"x-forwarded-for": "6.6.6.6, 198.51.100.7, 192.0.2.1, 10.0.0.9"}
+    assert forwarded_client(HAPROXY, headers, trusted) == "198.51.100.7"
+    # A peer that is not a trusted proxy: its headers are the client's own words.
+    assert forwarded_client("203.0.113.5:4000", headers, trusted) == "203.0.113.5:4000"
+
+
+def test_forwarded_header_wins_and_keeps_ports() -> None:
+    headers = {"forwarded": 'for=6.6.6.6, for="[2001:db8:cafe::17]:4711";proto=https',
+               "x-forwarded-for": "1.1.1.1"}
+    assert forwarded_chain(headers) == [("6.6.6.6", None), ("2001:db8:cafe::17", 4711)]
+    assert forwarded_client(HAPROXY, headers, hops=1) == "[2001:db8:cafe::17]:4711"
+
+
+def test_unusable_entries_stop_the_walk_at_the_peer() -> None:
+    trusted = parse_networks("10.0.0.0/8")
+    headers = {"forwarded": "for=unknown, for=_hidden"}
+    assert forwarded_client(HAPROXY, headers, trusted) == HAPROXY
+    assert forwarded_client(HAPROXY, {"x-forwarded-for": "garbage"}, hops=1) == HAPROXY
+
+
+def test_option_parsers() -> None:
+    assert parse_proxy_mode(" V2 ") == "v2"
+    with pytest.raises(ValueError):
+        parse_proxy_mode("v3")
+    with pytest.raises(ValueError):
+        parse_networks("10.0.0.0/8, not-a-net")
+
+
+# -- the wrapper on a listening socket ---------------------------------------------------------
+
+
+class Recorder(Protocol):
+    def __init__(self) -> None:
+        self.data = b""
+        self.peer: Any = None
+        self.lost = False
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        self.peer = self.transport.getPeer()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.data += data
+
+    def connectionLost(self, reason: object = None) -> None:
+        self.lost = True
+
+
+def connect(mode: str) -> tuple[Any, Recorder, StringTransport, MemoryReactorClock]:
+    reactor = MemoryReactorClock()
+    inner = Recorder()
+    factory = ProxyProtocolFactory(Factory.forProtocol(lambda: inner), mode, reactor, "test")
+    proto = factory.buildProtocol(IPv4Address("TCP", "10.0.0.2", 51000))
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.2", 51000))
+    proto.makeConnection(transport)
+    return proto, inner, transport, reactor
+
+
+@pytest.mark.parametrize("header", [build_v1(("198.51.100.7", 40000), ("10.0.0.5", 8000)),
+                                    build_v2(("198.51.100.7", 40000), ("10.0.0.5", 8000))])
+def test_the_wrapped_protocol_sees_the_real_client_from_its_first_call(header: bytes) -> None:
+    proto, inner, transport, _ = connect("any")
+    assert inner.peer is None  # not connected before the header is known
+    for i in range(len(header)):
+        proto.dataReceived(header[i:i + 1])
+    proto.dataReceived(b"hello")
+    assert inner.peer == IPv4Address("TCP", "198.51.100.7", 40000)
+    assert inner.data == b"hello"
+    assert not transport.disconnecting
+
+
+def test_local_header_keeps_the_socket_peer_and_trailing_bytes() -> None:
+    proto, inner, _, _ = connect("v2")
+    proto.dataReceived(build_v2(None) + b"GET")
+    assert inner.peer == IPv4Address("TCP", "10.0.0.2", 51000)
+    assert inner.data == b"GET"
+
+
+def test_a_client_without_a_header_is_refused() -> None:
+    proto, inner, transport, _ = connect("v1")
+    proto.dataReceived(b"GET / HTTP/1.1\r\n")
+    assert transport.disconnecting and inner.peer is None and inner.data == b""
+
+
+def test_a_silent_client_is_refused_after_the_header_timeout() -> None:
+    proto, inner, transport, reactor = connect("any")
+    reactor.advance(HEADER_TIMEOUT)
+    assert transport.disconnecting
+
+
+@pytest.mark.parametrize("forged", [b"PROXY TCP4 6.6.6.6 10.0.0.5 1 2\r\n",
+                                    build_v2(("6.6.6.6", 1))])
+def test_mode_none_refuses_a_forged_header(forged: bytes) -> None:
+    proto, inner, transport, _ = connect("none")
+    assert inner.peer == IPv4Address("TCP", "10.0.0.2", 51000)  # connected at once
+    for i in range(len(forged)):
+        if transport.disconnecting:
+            break
+        proto.dataReceived(forged[i:i + 1])
+    assert transport.disconnecting and inner.data == b""
+
+
+def test_mode_none_passes_other_bytes_through() -> None:
+    proto, inner, transport, _ = connect("none")
+    proto.dataReceived(b"PRO")  # might be a signature: held
+    assert inner.data == b""
+    proto.dataReceived(b"TOCOL 1")  # "PROTO..." is not "PROXY ": delivered, in order
+    proto.dataReceived(b"more")
+    assert inner.data == b"PROTOCOL 1more"
+    assert not transport.disconnecting
+
+
+def test_write_limit_reaches_the_socket() -> None:
+    proto, _, transport, _ = connect("none")
+    proto.bufferSize = 1234
+    assert transport.bufferSize == 1234  # type: ignore[attr-defined]
