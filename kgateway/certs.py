@@ -2,7 +2,9 @@
 
 Writes ``ca.pem`` (give it to clients and connecting gateways as their truststore) and, for
 each name, ``NAME.pem`` + ``NAME.key`` with the name (and any ``--alt`` names or IP
-addresses) as subjectAltName. Good for tests and first deployments; use your own CA's
+addresses) as subjectAltName. Every certificate is good for both server and client
+authentication, so one per gateway serves mutual TLS and Enterprise Shield; ``--expired``
+makes ``NAME-expired.pem`` for testing refusals. Good for tests and first deployments; use your own CA's
 certificates in production.
 """
 

@@ -63,13 +63,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     certs.add_argument("names", nargs="+", metavar="NAME", help="host name of each certificate")
     certs.add_argument("--alt", action="append", default=[],
                        help="extra name or IP address for every certificate")
+    certs.add_argument("--expired", action="store_true",
+                       help="make already-expired certificates (NAME-expired.pem), for tests")
     args = parser.parse_args(argv)
     if args.command == "certs":
         from kgateway.certs import make_certificate
 
         os.makedirs(args.folder, exist_ok=True)
         for name in args.names:
-            cert, key = make_certificate(args.folder, name, args.alt)
+            cert, key = make_certificate(args.folder, name, args.alt, expired=args.expired)
             print(f"{cert}\n{key}")
         print(os.path.join(args.folder, "ca.pem"))
         return 0

@@ -205,8 +205,10 @@ DEFAULT_PORTS = {"ws": 80, "http": 80, "wss": 443, "https": 443}
 WEBSOCKET_SCHEMES = frozenset({"ws", "wss"})
 HTTP_SCHEMES = frozenset({"ws", "wss", "http", "https"})
 STREAM_SCHEMES = frozenset({"tcp", "ssl"})
-TLS_SCHEMES = frozenset({"wss", "https", "ssl"})
-KNOWN_SCHEMES = HTTP_SCHEMES | STREAM_SCHEMES | {"udp", "stomp", "stomp+ssl"}
+TLS_SCHEMES = frozenset({"wss", "https", "ssl", "reverse+wss"})
+#: Enterprise Shield: an accept dialled out to the DMZ, a connect served by a reverse connection
+REVERSE_SCHEMES = frozenset({"reverse+wss"})
+KNOWN_SCHEMES = HTTP_SCHEMES | STREAM_SCHEMES | REVERSE_SCHEMES | {"udp", "stomp", "stomp+ssl"}
 
 
 @dataclass(frozen=True)
@@ -227,6 +229,11 @@ class URI:
     def is_http(self) -> bool:
         """Served by the shared HTTP listener (WebSocket upgrade or plain HTTP)."""
         return self.scheme in HTTP_SCHEMES
+
+    @property
+    def is_reverse(self) -> bool:
+        """Enterprise Shield: ``reverse+wss://dmz:port/path`` (see kgateway.shield)."""
+        return self.scheme in REVERSE_SCHEMES
 
     @property
     def is_tls(self) -> bool:
@@ -260,7 +267,7 @@ def parse_uri(text: str) -> URI:
     if parts.query or parts.fragment:
         raise ValueError(f"bad URI {text!r}: no query or fragment allowed")
     path = parts.path or "/"
-    if scheme not in HTTP_SCHEMES and path != "/":
+    if scheme not in HTTP_SCHEMES and scheme not in REVERSE_SCHEMES and path != "/":
         raise ValueError(f"bad URI {text!r}: {scheme}:// takes no path")
     return URI(text.strip(), scheme, parts.hostname, port, path)
 
@@ -286,6 +293,42 @@ def parse_bind(text: str) -> tuple[str | None, int]:
 
 OptionParser = Callable[[str], Any]
 
+
+def _tls_protocols(text: str) -> tuple[str, ...]:
+    from kgateway.tls import parse_protocols
+
+    return parse_protocols(text)
+
+
+def _tls_ciphers(text: str) -> str:
+    from kgateway.tls import parse_ciphers
+
+    return parse_ciphers(text)
+
+
+def _tls_verify_client(text: str) -> str:
+    from kgateway.tls import parse_verify_client
+
+    return parse_verify_client(text)
+
+def _proxy_mode(text: str) -> str:
+    from kgateway.clientaddr import parse_proxy_mode
+
+    return parse_proxy_mode(text)
+
+
+def _networks(text: str) -> tuple[Any, ...]:
+    from kgateway.clientaddr import parse_networks
+
+    return parse_networks(text)
+
+
+def _hops(text: str) -> int:
+    from kgateway.clientaddr import parse_hops
+
+    return parse_hops(text)
+
+
 #: accept-options: name -> (parser, default). The defaults are documented in README.md.
 ACCEPT_OPTIONS: dict[str, tuple[OptionParser, Any]] = {
     "ws.maximum.message.size": (parse_size, 1024 * 1024),
@@ -296,6 +339,17 @@ ACCEPT_OPTIONS: dict[str, tuple[OptionParser, Any]] = {
     "wss.bind": (parse_bind, None),
     "http.bind": (parse_bind, None),
     "https.bind": (parse_bind, None),
+    "proxy.protocol": (_proxy_mode, "none"),
+    "http.forwarded.trusted": (_networks, ()),
+    "http.forwarded.hops": (_hops, 0),
+    "ssl.protocols": (_tls_protocols, ()),
+    "ssl.ciphers": (_tls_ciphers, None),
+    "ssl.verify-client": (_tls_verify_client, "none"),
+    "udp.idle.timeout": (parse_duration, 60.0),
+    "reverse.prepared.connection.count": (parse_positive_int, 1),
+    "reverse.retry.initial.interval": (parse_duration, 0.5),
+    "reverse.retry.maximum.interval": (parse_duration, 30.0),
+    "reverse.keepalive.interval": (parse_duration, 30.0),
 }
 
 #: connect-options: name -> (parser, default).
@@ -305,6 +359,10 @@ CONNECT_OPTIONS: dict[str, tuple[OptionParser, Any]] = {
     "ws.inactivity.timeout": (parse_duration, 0.0),
     "ssl.truststore": (str, None),
     "ssl.hostname": (str, None),
+    "ssl.present-certificate": (parse_bool, False),
+    "ssl.verify-client": (_tls_verify_client, "required"),
+    "reverse.timeout": (parse_duration, 10.0),
+    "udp.idle.timeout": (parse_duration, 60.0),
 }
 
 
@@ -409,6 +467,13 @@ class Security:
     certificate_file: str | None = None
     key_file: str | None = None
     truststore_file: str | None = None
+    #: a PKCS#12 keystore (instead of the PEM files) and its password
+    keystore_file: str | None = None
+    keystore_password: str | None = None
+
+    @property
+    def has_identity(self) -> bool:
+        return self.certificate_file is not None or self.keystore_file is not None
 
 
 @dataclass(frozen=True)
@@ -592,10 +657,11 @@ class _Loader:
         self.check_accepts(services)
         for service in services:
             for uri in service.accepts:
-                if uri.is_tls and security.certificate_file is None:
+                if uri.is_tls and not security.has_identity:
                     self.problem(self._uri_lines.get(id(uri), service.line),
                                  f"accept {uri} needs a certificate: add <security><keystore> "
                                  "with <certificate-file> and <key-file>")
+            self.check_tls(service, security)
         if not services and not self.problems:
             self.problem(root.line, "no <service> configured: nothing to do")
         if self.problems:
@@ -608,29 +674,59 @@ class _Loader:
         return os.path.normpath(os.path.join(self.base, text))
 
     def security(self, elements: list[Element]) -> Security:
-        cert = key = trust = None
+        cert = key = trust = p12 = password = None
         for element in elements:
             for child in element.children:
                 if child.tag == "keystore":
+                    kind = None
                     for item in child.children:
                         if item.tag == "certificate-file":
                             cert = self.existing_file(item)
                         elif item.tag == "key-file":
                             key = self.existing_file(item)
+                        elif item.tag == "file":
+                            p12 = self.existing_file(item)
+                        elif item.tag == "type":
+                            kind = item
+                        elif item.tag == "password":
+                            password = item.text
+                        elif item.tag == "password-file":
+                            password = self.password_file(item)
                         else:
                             self.problem(item.line, f"unknown element <{item.tag}> in <keystore>; "
-                                                    "expected certificate-file or key-file")
+                                                    "expected certificate-file and key-file, or "
+                                                    "file (PKCS#12), type, password, "
+                                                    "password-file")
+                    if kind is not None and kind.text.upper() not in ("PEM", "PKCS12"):
+                        self.problem(kind.line, f"keystore type {kind.text} is not supported: "
+                                                "convert a Java keystore with keytool "
+                                                "-importkeystore -deststoretype PKCS12 (see "
+                                                "README, TLS)")
+                    if p12 is not None and cert is not None:
+                        self.problem(child.line, "<keystore>: give either <file> (PKCS#12) or "
+                                                 "<certificate-file> + <key-file>, not both")
                 elif child.tag == "truststore":
                     for item in child.children:
                         if item.tag == "file":
                             trust = self.existing_file(item)
-                        else:
+                        elif item.tag == "type" and item.text.upper() != "PEM":
+                            self.problem(item.line, f"truststore type {item.text} is not "
+                                                    "supported: export the CA certificates to "
+                                                    "a PEM bundle (see README, TLS)")
+                        elif item.tag not in ("type", "password", "password-file"):
                             self.problem(item.line, f"unknown element <{item.tag}> in "
                                                     "<truststore>; expected file")
                 else:
                     self.problem(child.line, f"unknown element <{child.tag}> in <security>; "
                                              "expected keystore or truststore")
-        return Security(cert, key or cert, trust)
+        return Security(cert, key or cert, trust, p12, password)
+
+    def password_file(self, element: Element) -> str | None:
+        path = self.existing_file(element)
+        if path is None:
+            return None
+        with open(path, encoding="utf-8") as f:
+            return f.readline().rstrip("\r\n")
 
     def existing_file(self, element: Element) -> str | None:
         path = self.path_value(element.text)
@@ -766,7 +862,8 @@ class _Loader:
             except ValueError as e:
                 self.problem(element.line, str(e))
                 continue
-            if uri.scheme not in allowed:
+            # Enterprise Shield carries whatever a wss:// accept or connect would.
+            if uri.scheme not in allowed and not (uri.is_reverse and "wss" in allowed):
                 self.problem(element.line, f"service {service!r} cannot {what} {uri.scheme}://; "
                                            "expected one of: " + ", ".join(sorted(allowed)))
                 continue
@@ -774,18 +871,51 @@ class _Loader:
             self._uri_lines[id(uri)] = element.line
         return tuple(uris)
 
+    def check_tls(self, service: ServiceConfig, security: Security) -> None:
+        """Mutual TLS needs a truststore; Enterprise Shield needs mutual TLS."""
+        line = service.line
+        needs_trust = service.accept_options["ssl.verify-client"] != "none" and any(
+            u.is_tls for u in service.accepts)
+        reverse_accept = any(u.is_reverse for u in service.accepts)
+        reverse_connect = any(u.is_reverse for u in service.connects)
+        if reverse_connect and service.connect_options["ssl.verify-client"] != "required":
+            self.problem(line, f"service {service.name!r}: a reverse+wss:// connect always "
+                              "requires client certificates (ssl.verify-client required)")
+        if (needs_trust or reverse_accept or reverse_connect) and security.truststore_file is None:
+            self.problem(line, f"service {service.name!r} checks certificates of the other side: "
+                               "add <security><truststore><file>ca.pem</file>")
+        if (reverse_connect or reverse_accept
+                or service.connect_options["ssl.present-certificate"]) \
+                and not security.has_identity:
+            self.problem(line, f"service {service.name!r} presents a certificate: add "
+                               "<security><keystore>")
+
     def check_accepts(self, services: list[ServiceConfig]) -> None:
         """One URI per accept; no two services on one path; HTTP and raw TCP never share a port."""
         seen_uri: dict[tuple[str, str, int, str], str] = {}
         port_family: dict[tuple[str, int], tuple[str, str]] = {}
+        tls_settings: dict[tuple[str, int], tuple[Any, str]] = {}
         for service in services:
-            for uri in service.accepts:
+            backplanes = [u for u in service.connects if u.is_reverse]
+            for uri in (*(u for u in service.accepts if not u.is_reverse), *backplanes):
                 line = self._uri_lines.get(id(uri), service.line)
                 host, port = bind_address(uri, service.accept_options)
-                family = "http" if uri.is_http else uri.scheme
+                if uri.is_tls:
+                    # One TLS context per port: services sharing it must agree on its settings.
+                    settings = ("required",) if uri.is_reverse else tuple(
+                        service.accept_options[k]
+                        for k in ("ssl.verify-client", "ssl.protocols", "ssl.ciphers"))
+                    earlier = tls_settings.setdefault((host, port), (settings, service.name))
+                    if earlier[0] != settings:
+                        self.problem(line, f"{uri} shares port {port} with service "
+                                           f"{earlier[1]!r} but not its TLS settings "
+                                           "(ssl.verify-client, ssl.protocols, ssl.ciphers; an "
+                                           "Enterprise Shield backplane needs a port of its own)")
+                        continue
+                family = "http" if uri.is_http or uri.is_reverse else uri.scheme
                 tls = uri.is_tls
                 key = (uri.scheme.rstrip("s") if uri.is_http else uri.scheme, uri.host, uri.port,
-                       uri.path if uri.is_http else "")
+                       uri.path if uri.is_http or uri.is_reverse else "")
                 if key in seen_uri:
                     self.problem(line, f"duplicate accept {uri}: already accepted by service "
                                        f"{seen_uri[key]!r}")

@@ -15,25 +15,35 @@ Binding happens in privilegedStartService and a failure raises ListenError at on
 from __future__ import annotations
 
 import errno
+import os
 import socket
 from dataclasses import dataclass, field
 from typing import Any
 
 from autobahn.twisted.resource import WebSocketResource
+from OpenSSL import SSL
 from twisted.application import service
-from twisted.internet import defer, endpoints
+from twisted.internet import defer, endpoints, task
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
-from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from twisted.web import pages, resource, server
 from twisted.web.iweb import IRequest
 
-from kgateway import tls
+from kgateway import shield, tls
+from kgateway.clientaddr import ProxyProtocolEndpoint
 from kgateway.config import URI, GatewayConfig, ServiceConfig, bind_address
 from kgateway.interfaces import IGatewayService
-from kgateway.links import GatewayWebSocketFactory, StreamServerFactory
+from kgateway.links import (
+    TRACKER,
+    ConnectionTracker,
+    GatewayWebSocketFactory,
+    StreamServerFactory,
+    format_address,
+)
 from kgateway.services import SERVICE_TYPES
+from kgateway.udp import UDPServerProtocol
 
 log = Logger()
 
@@ -92,12 +102,16 @@ class Listener:
 
     host: str
     port: int
-    scheme_family: str  # "http" or a stream scheme ("tcp", "ssl")
+    scheme_family: str  # "http" or a stream scheme ("tcp", "ssl") or "udp"
     tls: bool
+    #: (ssl.verify-client, ssl.protocols, ssl.ciphers) of the services on this port
+    tls_settings: tuple[str, tuple[str, ...], str | None] = ("none", (), None)
     router: Router | None = None
     stream_service: IGatewayService | None = None
     names: list[str] = field(default_factory=list)
     ports: list[IListeningPort] = field(default_factory=list)
+    #: accept-option proxy.protocol, which every service on this port must agree on
+    proxy_protocol: str = "none"
 
     def describe(self) -> str:
         scheme = ("https" if self.tls else "http") if self.scheme_family == "http" else \
@@ -121,35 +135,96 @@ def _addresses(host: str, port: int) -> list[tuple[int, str]]:
     return seen[:1] if port == 0 else seen
 
 
-class GatewayService(service.MultiService):
-    """Binds every listener, then starts the services; stops them in reverse."""
+#: the drain's grace period when a health service is configured and --drain-grace is not given
+DEFAULT_DRAIN_GRACE = 5.0
+#: how long closing connections get to finish their close handshakes before being cut
+CLOSE_WAIT = 5.0
 
-    def __init__(self, reactor: Any, config: GatewayConfig) -> None:
+
+@dataclass(frozen=True)
+class DrainSettings:
+    """SIGTERM: health 503 -> *grace* s still accepting -> listeners closed -> *timeout* s for
+    connections to end by themselves -> going_away() and close 1001 for the rest."""
+
+    grace: float | None = None  # None: DEFAULT_DRAIN_GRACE with a health service, else 0
+    timeout: float = 10.0
+
+
+class GatewayService(service.MultiService):
+    """Binds every listener, then starts the services; drains and stops them in reverse."""
+
+    def __init__(self, reactor: Any, config: GatewayConfig, *,
+                 drain: DrainSettings = DrainSettings(), worker: int | None = None,
+                 tracker: ConnectionTracker = TRACKER) -> None:
         super().__init__()
         self.reactor = reactor
         self.config = config
+        self.drain = drain
+        self.worker = worker  # with --workers: this worker's number; ports use SO_REUSEPORT
+        self.tracker = tracker
+        self.draining = False
         self.gateway_services: dict[str, IGatewayService] = {}
         self.listeners: dict[tuple[str, int], Listener] = {}
+        # Enterprise Shield: pools of reverse connections (DMZ side), dialers (internal side)
+        self.backplanes: list[shield.Backplane] = []
+        self.reverse: list[shield.ReverseConnector] = []
         for svc_config in config.services:
             kind = SERVICE_TYPES[svc_config.type]
             svc = kind.build(reactor, svc_config, config)
             self.gateway_services[svc_config.name] = svc
             for uri in svc_config.accepts:
-                self._add_accept(svc, svc_config, uri)
+                if uri.is_reverse:
+                    try:
+                        identity = tls.security_identity(config.security)
+                    except tls.TLSConfigError as e:
+                        raise SystemExit(f"kgateway: {svc_config.name}: {e}") from e
+                    self.reverse.append(shield.ReverseConnector(
+                        reactor, svc, uri, identity, config.security.truststore_file or ""))
+                else:
+                    self._add_accept(svc, svc_config, uri)
+            for uri in svc_config.connects:
+                if uri.is_reverse:
+                    self._add_backplane(svc_config, uri)
+        for svc in self.gateway_services.values():
+            bind = getattr(svc, "bind_gateway", None)  # e.g. health: counts, draining
+            if bind is not None:
+                bind(self)
+
+    def _add_backplane(self, svc_config: ServiceConfig, uri: URI) -> None:
+        """The DMZ side of a reverse+wss:// connect: a wss listener requiring client certs."""
+        backplane = shield.Backplane(self.reactor, svc_config.name, uri)
+        self.backplanes.append(backplane)
+        listener = self.listeners.get((uri.host, uri.port))
+        if listener is None:
+            listener = Listener(uri.host, uri.port, "http", True, ("required", (), None))
+            self.listeners[(uri.host, uri.port)] = listener
+        listener.names.append(f"{svc_config.name} (Enterprise Shield backplane)")
+        if listener.router is None:
+            listener.router = Router()
+        factory = shield.BackplaneFactory(backplane, svc_config.connect_options, self.reactor)
+        listener.router.add_websocket(uri.path, WebSocketResource(factory))
 
     def _add_accept(self, svc: IGatewayService, svc_config: ServiceConfig, uri: URI) -> None:
         host, port = bind_address(uri, svc_config.accept_options)
         listener = self.listeners.get((host, port))
         if listener is None:
             family = "http" if uri.is_http else uri.scheme
-            listener = Listener(host, port, family, uri.is_tls)
+            options = svc_config.accept_options
+            listener = Listener(host, port, family, uri.is_tls, (
+                options["ssl.verify-client"], options["ssl.protocols"], options["ssl.ciphers"]))
             self.listeners[(host, port)] = listener
+            listener.proxy_protocol = svc_config.accept_options.get("proxy.protocol", "none")
+        elif listener.proxy_protocol != svc_config.accept_options.get("proxy.protocol", "none"):
+            raise SystemExit(f"kgateway: {uri} shares port {port} with {listener.names[0]!r} "
+                             "but not its accept-option proxy.protocol: the PROXY header comes "
+                             "before the request, so one port has one setting")
         listener.names.append(svc_config.name)
         if uri.is_http:
             if listener.router is None:
                 listener.router = Router()
             if uri.is_websocket:
-                factory = GatewayWebSocketFactory(svc, uri, reactor=self.reactor)
+                factory = GatewayWebSocketFactory(svc, uri, reactor=self.reactor,
+                                                  tracker=self.tracker)
                 listener.router.add_websocket(uri.path, WebSocketResource(factory))
             else:
                 listener.router.add_folder(uri.path, svc.http_resource())  # type: ignore[attr-defined]
@@ -165,32 +240,53 @@ class GatewayService(service.MultiService):
             site.noisy = False
             return site
         assert listener.stream_service is not None
-        return StreamServerFactory(listener.stream_service)
+        return StreamServerFactory(listener.stream_service, self.tracker)
 
     def _endpoint(self, listener: Listener, family: int, address: str) -> Any:
-        if family == socket.AF_INET6:
-            endpoint: Any = endpoints.TCP6ServerEndpoint(self.reactor, listener.port,
+        if self.worker is not None:
+            from kgateway.workers import ReusePortServerEndpoint
+
+            endpoint: Any = ReusePortServerEndpoint(self.reactor, family, listener.port, address)
+        elif family == socket.AF_INET6:
+            endpoint = endpoints.TCP6ServerEndpoint(self.reactor, listener.port,
                                                          interface=address)
         else:
             endpoint = endpoints.TCP4ServerEndpoint(self.reactor, listener.port,
                                                     interface=address)
+        # Outside TLS: a balancer's PROXY header precedes the TLS handshake. With "none" it
+        # refuses clients forging a header (kgateway.clientaddr).
+        endpoint = ProxyProtocolEndpoint(endpoint, listener.proxy_protocol, self.reactor,
+                                         listener.describe())
         if listener.tls:
             security = self.config.security
-            if security.certificate_file is None or security.key_file is None:
+            if not security.has_identity:
                 raise SystemExit(f"kgateway: {listener.describe()} needs <security><keystore>")
+            verify, protocols, ciphers = listener.tls_settings
             try:
-                options = tls.server_options(security.certificate_file, security.key_file)
+                options = tls.server_options(
+                    tls.security_identity(security), protocols=protocols, ciphers=ciphers,
+                    verify_client=verify, ca_file=security.truststore_file)
             except tls.TLSConfigError as e:
                 raise SystemExit(f"kgateway: {listener.describe()}: {e}") from e
-            endpoint = _TLSServerEndpoint(endpoint, options)
+            endpoint = _TLSServerEndpoint(endpoint, options, ", ".join(listener.names))
         return endpoint
 
     def privilegedStartService(self) -> None:
         for listener in self.listeners.values():
             for family, address in _addresses(listener.host, listener.port):
-                endpoint = self._endpoint(listener, family, address)
                 result: list[Any] = []
-                endpoint.listen(self._factory(listener)).addBoth(result.append)
+                if listener.scheme_family == "udp":
+                    assert listener.stream_service is not None
+                    try:
+                        result.append(self.reactor.listenUDP(
+                            listener.port, UDPServerProtocol(self.reactor,
+                                                             listener.stream_service),
+                            interface=address))
+                    except Exception:
+                        result.append(Failure())
+                else:
+                    endpoint = self._endpoint(listener, family, address)
+                    endpoint.listen(self._factory(listener)).addBoth(result.append)
                 outcome = result[0] if result else None
                 if isinstance(outcome, Failure):
                     message = _listen_failure(listener, address, outcome)
@@ -208,12 +304,71 @@ class GatewayService(service.MultiService):
         super().startService()
         for svc in self.gateway_services.values():
             svc.start()
+        for backplane in self.backplanes:
+            shield.register(backplane)
+        for connector in self.reverse:
+            self.reactor.callWhenRunning(connector.start)
         # "ready" once the reactor runs: connections are served and SIGTERM handled from then.
-        self.reactor.callWhenRunning(log.info, "kgateway ready: {count} services from {file}",
-                                     count=len(self.gateway_services), file=self.config.file)
+        self.reactor.callWhenRunning(self._ready)
+
+    def _ready(self) -> None:
+        log.info("kgateway ready: {count} services from {file}{worker}",
+                 count=len(self.gateway_services), file=self.config.file,
+                 worker=f" (worker {self.worker}, pid {os.getpid()})" if self.worker else "")
+        if self.worker is not None:
+            from kgateway.workers import notify_ready
+
+            notify_ready()
+
+    @defer.inlineCallbacks
+    def _drain(self) -> Any:
+        """The graceful part of a stop (SIGTERM): see DrainSettings and README."""
+        self.draining = True
+        grace = self.drain.grace
+        if grace is None:
+            has_health = any(s.config.type == "health" for s in self.gateway_services.values())
+            grace = DEFAULT_DRAIN_GRACE if has_health else 0.0
+        if grace > 0:
+            log.info("draining: health reports 503; accepting new connections for {grace:g}s "
+                     "more", grace=grace)
+            yield task.deferLater(self.reactor, grace, lambda: None)
+        for listener in self.listeners.values():
+            for port in listener.ports:
+                yield port.stopListening()
+            listener.ports.clear()
+        left = self.tracker.total()
+        if not left:
+            return
+        log.info("draining: listeners closed; {count} connections have {timeout:g}s to end",
+                 count=left, timeout=self.drain.timeout)
+        if (yield self._idle_within(self.drain.timeout)):
+            return
+        connections = self.tracker.connections()
+        log.info("draining: time is up; closing {count} connections with 1001 Going Away",
+                 count=len(connections))
+        for connection in connections:
+            try:
+                connection.going_away()
+            except Exception:
+                log.failure("going_away() failed for {connection}", connection=connection)
+        if not (yield self._idle_within(CLOSE_WAIT)):
+            for connection in self.tracker.connections():
+                connection.transport.abortConnection()
+
+    def _idle_within(self, timeout: float) -> defer.Deferred[bool]:
+        d = self.tracker.when_idle()
+        d.addTimeout(timeout, self.reactor)
+        return d.addCallbacks(lambda _: True, lambda f: f.trap(defer.TimeoutError) and False)
 
     @defer.inlineCallbacks
     def stopService(self) -> Any:
+        if not self.draining:
+            yield self._drain()
+        for connector in self.reverse:
+            connector.stop()
+        for backplane in self.backplanes:
+            shield.unregister(backplane)
+            backplane.close()
         for listener in self.listeners.values():
             for port in listener.ports:
                 yield port.stopListening()
@@ -243,15 +398,39 @@ def _listen_failure(listener: Listener, address: str, failure: Failure) -> str:
 class _TLSServerEndpoint:
     """Wraps a TCP server endpoint in TLS (Twisted has wrapClientTLS but no server twin)."""
 
-    def __init__(self, endpoint: Any, options: Any) -> None:
+    def __init__(self, endpoint: Any, options: Any, services: str = "") -> None:
         self.endpoint = endpoint
         self.options = options
+        self.services = services
 
     def listen(self, factory: Any) -> defer.Deferred[IListeningPort]:
-        return self.endpoint.listen(
-            TLSMemoryBIOFactory(self.options, False, factory)
-        )
+        tls_factory = _LoggingTLSFactory(self.options, False, factory)
+        tls_factory.services = self.services
+        return self.endpoint.listen(tls_factory)
 
 
-def build_gateway(reactor: Any, config: GatewayConfig) -> GatewayService:
-    return GatewayService(reactor, config)
+class _LoggingTLSProtocol(TLSMemoryBIOProtocol):
+    """Says in the log why a client's TLS handshake was refused, and for which services."""
+
+    factory: _LoggingTLSFactory
+
+    def _tlsShutdownFinished(self, reason: Failure | None) -> None:
+        if reason is not None and isinstance(reason.value, SSL.Error) \
+                and not self._handshakeDone:
+            transport: Any = self.transport
+            why = tls.client_verify_error(self._tlsConnection) or \
+                tls.describe_ssl_error(reason.value, server_side=True)
+            log.info("TLS client {peer} refused by {services}: {reason}",
+                     peer=format_address(transport.getPeer()),
+                     services=self.factory.services, reason=why)
+        super()._tlsShutdownFinished(reason)
+
+
+class _LoggingTLSFactory(TLSMemoryBIOFactory):
+    protocol = _LoggingTLSProtocol
+    services = ""
+
+
+def build_gateway(reactor: Any, config: GatewayConfig, **kwargs: Any) -> GatewayService:
+    """*kwargs*: GatewayService's drain, worker and tracker."""
+    return GatewayService(reactor, config, **kwargs)

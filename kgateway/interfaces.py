@@ -70,6 +70,18 @@ class ISession(Interface):
         """The connection ended; *code* is the WebSocket close code, None for streams."""
 
 
+class IGoingAway(Interface):
+    """Optional for an ISession: warn the client before a draining gateway closes it.
+
+    When a drain's time is up (SIGTERM, see README "Pools and high availability") the adapter
+    calls ``going_away()`` if the session has it, then closes the connection (WebSocket close
+    1001 Going Away, FIN on streams). A jms session sends its STOMP ERROR frame here.
+    """
+
+    def going_away() -> None:
+        """The gateway is shutting down: say so in the session's own protocol, now."""
+
+
 class IPeer(Interface):
     """The receiving end of a link the gateway opened itself (a back-end connection)."""
 

@@ -13,6 +13,7 @@ handshake done), so a proxy never lets a client talk before its back end can lis
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -39,6 +40,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from kgateway import tls
+from kgateway.clientaddr import forwarded_client
 from kgateway.config import URI, Options
 from kgateway.interfaces import IGatewayService, ILink, IPeer, ISession
 
@@ -61,6 +63,67 @@ def format_address(address: IAddress) -> str:
     if host is None:
         return str(address)
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class ConnectionTracker:
+    """Live client connections per service: the health service counts them, a drain ends them.
+
+    Adapters add themselves when a client connects and remove themselves when it goes; each
+    offers ``going_away()`` (close 1001 / FIN, after the session's own going_away hook).
+    """
+
+    def __init__(self) -> None:
+        self.live: dict[str, set[Any]] = {}
+        self._idle: list[defer.Deferred[None]] = []
+
+    def add(self, service: str, connection: Any) -> None:
+        self.live.setdefault(service, set()).add(connection)
+
+    def remove(self, service: str, connection: Any) -> None:
+        self.live.get(service, set()).discard(connection)
+        if not self.total():
+            waiting, self._idle = self._idle, []
+            for d in waiting:
+                d.callback(None)
+
+    def counts(self) -> dict[str, int]:
+        return {name: len(conns) for name, conns in self.live.items()}
+
+    def total(self) -> int:
+        return sum(len(conns) for conns in self.live.values())
+
+    def connections(self) -> list[Any]:
+        return [c for conns in self.live.values() for c in conns]
+
+    def when_idle(self) -> defer.Deferred[None]:
+        """Fires once no client connection is left (at once if none is)."""
+        if not self.total():
+            return defer.succeed(None)
+        d: defer.Deferred[None] = defer.Deferred()
+        self._idle.append(d)
+        return d
+
+
+#: this process's connections (one gateway per process; tests may make their own)
+TRACKER = ConnectionTracker()
+
+
+def _access_log(service: str, peer: str, started: float, received: int, sent: int,
+                reason: str) -> None:
+    log.info("access: service={service} peer={peer} duration={duration:.3f}s "
+             "bytes_in={received} bytes_out={sent} end={reason}", service=service, peer=peer,
+             duration=time.monotonic() - started, received=received, sent=sent,
+             reason=reason or "closed")
+
+
+def _going_away(session: Any) -> None:
+    """Call a session's optional going_away() hook (see IGoingAway); one failure is logged."""
+    hook = getattr(session, "going_away", None)
+    if hook is not None:
+        try:
+            hook()
+        except Exception:
+            log.failure("going_away() of {session} failed", session=session)
 
 
 def _socket_transport(transport: Any) -> Any:
@@ -101,7 +164,18 @@ class _LinkBase:
 
 @implementer(ILink)
 class StreamLink(_LinkBase):
+    def __init__(self, proto: Any) -> None:
+        super().__init__(proto)
+        # Relayed protocols are chatty (AMQP, STOMP): Nagle would add a delay per round trip.
+        # Autobahn does the same for WebSocket links.
+        socket_transport = _socket_transport(self.transport)
+        if hasattr(socket_transport, "setTcpNoDelay"):
+            socket_transport.setTcpNoDelay(True)
+
+    sent = 0
+
     def write(self, data: bytes, binary: bool = True) -> None:
+        self.sent += len(data)
         self.transport.write(data)
 
     def close(self, code: int = NORMAL, reason: str = "") -> None:
@@ -138,12 +212,16 @@ class StreamServerProtocol(Protocol):
 
     session: ISession | None = None
     transport: Any
+    received = 0
 
-    def __init__(self, service: IGatewayService) -> None:
+    def __init__(self, service: IGatewayService, tracker: ConnectionTracker = TRACKER) -> None:
         self.service = service
+        self.tracker = tracker
 
     def connectionMade(self) -> None:
-        link = StreamLink(self)
+        self.started = time.monotonic()
+        self.link = link = StreamLink(self)
+        self.tracker.add(self.service.config.name, self)
         self.session = self.service.session(link)
         # Nothing is read until the session is ready (e.g. its back end is connected).
         self.transport.pauseProducing()
@@ -162,11 +240,20 @@ class StreamServerProtocol(Protocol):
         self.transport.loseConnection()
 
     def dataReceived(self, data: bytes) -> None:
+        self.received += len(data)
         if self.session is not None:
             self.session.received(data, True)
 
+    def going_away(self) -> None:
+        _going_away(self.session)
+        self.transport.loseConnection()
+
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         session, self.session = self.session, None
+        name = self.service.config.name
+        self.tracker.remove(name, self)
+        _access_log(name, self.link.peer, self.started, self.received, self.link.sent,
+                    reason.getErrorMessage() if reason else "")
         if session is not None:
             session.closed(None, reason.getErrorMessage() if reason else "")
 
@@ -174,11 +261,12 @@ class StreamServerProtocol(Protocol):
 class StreamServerFactory(Factory):
     noisy = False
 
-    def __init__(self, service: IGatewayService) -> None:
+    def __init__(self, service: IGatewayService, tracker: ConnectionTracker = TRACKER) -> None:
         self.service = service
+        self.tracker = tracker
 
     def buildProtocol(self, addr: IAddress | None) -> StreamServerProtocol:
-        return StreamServerProtocol(self.service)
+        return StreamServerProtocol(self.service, self.tracker)
 
 
 class GatewayWebSocketProtocol(WebSocketServerProtocol):
@@ -186,17 +274,26 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
 
     factory: GatewayWebSocketFactory
     session: ISession | None = None
+    link: WebSocketLink | None = None
 
     def onConnect(self, request: ConnectionRequest) -> Any:
         reason = self.factory.origin_refusal(request)
         if reason:
             raise ConnectionDeny(ConnectionDeny.FORBIDDEN, reason)
+        self.started = time.monotonic()
         self.link = WebSocketLink(self)
+        options = self.factory.service.config.accept_options
+        self.link.peer = forwarded_client(self.link.peer, request.headers,
+                                          options.get("http.forwarded.trusted", ()),
+                                          options.get("http.forwarded.hops", 0))
+        self.factory.tracker.add(self.factory.service.config.name, self)
         self.session = self.factory.service.session(self.link)
         d = defer.maybeDeferred(self.session.negotiate, list(request.protocols))
 
+        link = self.link
+
         def chosen(protocol: Any) -> Any:
-            self.link.protocol = protocol
+            link.protocol = protocol
             return protocol
 
         return d.addCallback(chosen)
@@ -213,14 +310,29 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
         session, self.session = self.session, None
         if session is not None:
             session.closed(code, reason or "")
+        link = self.link
+        if link is not None:
+            self.link = None
+            name = self.factory.service.config.name
+            self.factory.tracker.remove(name, self)
+            stats = self.trafficStats
+            _access_log(name, link.peer, self.started, stats.incomingOctetsWireLevel,
+                        stats.outgoingOctetsWireLevel, f"close {code}" if code else "dropped")
+
+    def going_away(self) -> None:
+        _going_away(self.session)
+        if self.link is not None:
+            self.link.close(GOING_AWAY, "gateway shutting down")
 
 
 class GatewayWebSocketFactory(WebSocketServerFactory):
     protocol = GatewayWebSocketProtocol  # type: ignore[assignment]
 
-    def __init__(self, service: IGatewayService, uri: URI, reactor: Any = None) -> None:
+    def __init__(self, service: IGatewayService, uri: URI, reactor: Any = None,
+                 tracker: ConnectionTracker = TRACKER) -> None:
         super().__init__(uri.text, reactor=reactor)
         self.service = service
+        self.tracker = tracker
         options: Options = service.config.accept_options
         configure_websocket(self, options)
         self.allowed_origins = frozenset(
@@ -353,9 +465,10 @@ def _describe(reason: Failure, hostname: str | None = None) -> str:
     if isinstance(value, SSL.Error):
         text = str(value)
         if "certificate verify failed" in text:
-            detail = "expired" if "expired" in text else "untrusted"
+            detail = tls.server_verify_failure(hostname) or (
+                "expired" if "expired" in text else "untrusted")
             return f"TLS certificate verification failed ({detail} certificate)"
-        return "TLS handshake failed"
+        return tls.describe_ssl_error(value)
     return reason.getErrorMessage()
 
 
@@ -367,20 +480,34 @@ def connect(
     *,
     protocols: Sequence[str] = (),
     truststore: str | None = None,
+    identity: tls.Identity | None = None,
+    client: str = "",
 ) -> defer.Deferred[ILink]:
     """Open a connection to *uri*; the Deferred fires with an ILink once it is usable.
 
+    *identity* is presented as a client certificate when ``ssl.present-certificate`` is set.
+    ``reverse+wss://`` takes a prepared Enterprise Shield connection (kgateway.shield) on
+    behalf of *client*; ``udp://`` opens a connected UDP socket (kgateway.udp).
     Failures arrive as ConnectError with a reason fit for a log line or a close reason.
     """
+    if uri.is_reverse:
+        from kgateway import shield
+
+        return shield.take(reactor, uri, options, peer, protocols, client)
+    if uri.scheme == "udp":
+        from kgateway import udp
+
+        return udp.connect(reactor, uri, options, peer)
     ready: defer.Deferred[ILink] = defer.Deferred()
     endpoint: Any = HostnameEndpoint(reactor, uri.host, uri.port,
                                      timeout=options["connect.timeout"])
     hostname = None
     if uri.is_tls:
-        hostname = options["ssl.hostname"] or uri.host
-        endpoint = wrapClientTLS(
-            tls.client_options(hostname, options["ssl.truststore"] or truststore), endpoint
-        )
+        hostname = tls.VerifiedName(options["ssl.hostname"] or uri.host)
+        present = identity if options["ssl.present-certificate"] else None
+        hostname.creator = tls.client_options(hostname, options["ssl.truststore"] or truststore,
+                                              present)
+        endpoint = wrapClientTLS(hostname.creator, endpoint)
     factory: Any
     if uri.is_websocket:
         factory = _WebSocketClientFactory(uri.text, peer, ready, protocols, reactor, hostname)

@@ -23,11 +23,32 @@ def parse_define(value: str) -> tuple[str, str]:
     return name.strip(), text
 
 
+def _duration(text: str) -> float:
+    try:
+        return config_module.parse_duration(text)
+    except ValueError as e:
+        raise usage.UsageError(str(e)) from None
+
+
+def _positive(text: str) -> int:
+    try:
+        return config_module.parse_positive_int(text)
+    except ValueError as e:
+        raise usage.UsageError(str(e)) from None
+
+
 class Options(usage.Options):
     synopsis = "[-c gateway.xml] [-D name=value ...]"
     longdesc = "Run the kgateway WebSocket gateway on a Kaazing-style gateway-config file."
     optParameters = [
         ["config", "c", "etc/gateway.xml", "The gateway-config XML file."],
+        ["workers", None, 1, "Run N gateway processes sharing every port (SO_REUSEPORT).",
+         _positive],
+        ["drain-grace", None, None, "On SIGTERM, go on accepting this long with health 503 "
+         "(default 5sec with a health service, else 0).", _duration],
+        ["drain-timeout", None, 10.0, "Then give open connections this long before closing "
+         "them with 1001 Going Away.", _duration],
+        ["worker", None, None, "(internal) this process is worker N of --workers.", _positive],
     ]
 
     def __init__(self) -> None:
@@ -42,8 +63,27 @@ class Options(usage.Options):
     opt_define = opt_D
 
     def postOptions(self) -> None:
+        if self["workers"] > 1 and self["worker"] is None:
+            # The supervisor only checks the file; each worker loads it for itself.
+            for uri in (u for s in self._load().services for u in s.accepts):
+                if uri.port == 0:
+                    raise usage.UsageError(f"--workers needs fixed ports, not {uri}")
+            return
+        self["gateway"] = self._load()
+
+    def worker_argv(self) -> list[str]:
+        """The twistd command line of one worker (the supervisor adds --worker N)."""
+        argv = ["-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=",
+                "kgateway", "-c", self["config"], "--drain-timeout", str(self["drain-timeout"])]
+        if self["drain-grace"] is not None:
+            argv += ["--drain-grace", str(self["drain-grace"])]
+        for name, value in self["properties"].items():
+            argv += ["-D", f"{name}={value}"]
+        return argv
+
+    def _load(self) -> config_module.GatewayConfig:
         try:
-            self["gateway"] = config_module.load(self["config"], self["properties"])
+            return config_module.load(self["config"], self["properties"])
         except config_module.ConfigError as e:
             raise usage.UsageError(f"invalid configuration:\n{e}") from None
 
@@ -53,6 +93,11 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         from twisted.internet import reactor as default_reactor
 
         reactor = default_reactor
-    from kgateway.gateway import build_gateway
+    if options["workers"] > 1 and options["worker"] is None:
+        from kgateway.workers import WorkerSupervisor
 
-    return build_gateway(reactor, options["gateway"])
+        return WorkerSupervisor(reactor, options.worker_argv(), options["workers"])
+    from kgateway.gateway import DrainSettings, build_gateway
+
+    drain = DrainSettings(options["drain-grace"], options["drain-timeout"])
+    return build_gateway(reactor, options["gateway"], drain=drain, worker=options["worker"])

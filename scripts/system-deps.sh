@@ -9,6 +9,7 @@
 # libxstream-java   } on ActiveMQ's class path for STOMP replies that carry
 # libjettison-java  } MapMessages/advisories (only "recommended" by Debian)
 # haproxy           the load balancer in front of several gateways
+# nginx-light       the other load balancer the pool tests put in front of gateways
 # chromium          the browser for tests/browser/ (driven by playwright-core)
 # iptables iproute2 network namespaces and packet drops for topology tests
 #
@@ -16,7 +17,8 @@
 # one `apt-get update` then one `apt-get install` of the missing packages.
 set -euo pipefail
 
-PACKAGES=(rabbitmq-server activemq libxstream-java libjettison-java haproxy chromium iptables iproute2)
+PACKAGES=(rabbitmq-server activemq libxstream-java libjettison-java haproxy nginx-light chromium
+          iptables iproute2)
 
 missing=()
 while read -r pkg status; do
@@ -43,6 +45,13 @@ echo "system-deps.sh: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 # Wait for another apt/dpkg run (e.g. one started by hand) instead of failing.
 APT=(apt-get -q -o DPkg::Lock::Timeout=900 -o Dpkg::Use-Pty=0)
+# Packages must not start their daemons (nginx would take port 80 on every interface):
+# the project's scripts and tests start what they need, on loopback.
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy"
+    trap 'rm -f "$policy"' EXIT
+fi
 t0=$(date +%s)
 "${APT[@]}" update >/dev/null
 "${APT[@]}" install -y "${missing[@]}" >/dev/null

@@ -69,7 +69,8 @@ def make_certs(folder: str) -> Certs:
 class GatewayProcess:
     """A real ``twistd -n kgateway`` process, awaited by its log lines."""
 
-    def __init__(self, config: str, *, defines: Sequence[str] = (), name: str = "gateway",
+    def __init__(self, config: str, *, defines: Sequence[str] = (), args: Sequence[str] = (),
+                 name: str = "gateway",
                  cwd: str | None = None, env: dict[str, str] | None = None) -> None:
         self.folder = tempfile.mkdtemp(prefix=f"kg-{name}-")
         if config.lstrip().startswith("<"):
@@ -79,6 +80,7 @@ class GatewayProcess:
         else:
             self.config = config
         self.defines = list(defines)
+        self.args = list(args)  # more kgateway options, e.g. ["--drain-grace", "0"]
         self.cwd = cwd or self.folder
         # Unbuffered, so the last lines before a signal-driven exit reach the test.
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
@@ -91,7 +93,7 @@ class GatewayProcess:
         args = [TWISTD, "-n", "--pidfile=", "kgateway", "-c", self.config]
         for d in self.defines:
             args += ["-D", d]
-        return args
+        return args + self.args
 
     def start(self, wait_for: str | None = "kgateway ready", timeout: float = 30) -> GatewayProcess:
         self.proc = subprocess.Popen(self.command(), cwd=self.cwd, env=self.env, text=True,

@@ -1,5 +1,5 @@
 """Service ``echo``: every WebSocket message comes back unchanged (text stays text, binary
-stays binary); on ``tcp://``/``ssl://`` the bytes come back.
+stays binary); on ``tcp://``/``ssl://`` the bytes come back, on ``udp://`` each datagram.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def _check(config: ServiceConfig, resolve: PathResolver) -> Any:
 
 SERVICE_TYPE = ServiceType(
     name="echo",
-    accept_schemes=frozenset({"ws", "wss", "tcp", "ssl"}),
+    accept_schemes=frozenset({"ws", "wss", "tcp", "ssl", "udp"}),
     connect_schemes=frozenset(),
     min_connects=0,
     max_connects=0,

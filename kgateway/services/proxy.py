@@ -19,7 +19,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from kgateway.config import GatewayConfig, ServiceConfig, parse_size
+from kgateway import tls
+from kgateway.balancer import Balancer, Target, parse_strategy
+from kgateway.config import GatewayConfig, ServiceConfig, parse_duration, parse_size
 from kgateway.interfaces import IGatewayService, ILink, IPeer, ISession
 from kgateway.links import BAD_GATEWAY, NORMAL, ConnectError, connect
 from kgateway.services import PathResolver, PropertySpec, ServiceType, check_properties
@@ -30,6 +32,14 @@ PROPERTIES = {
     "maximum.pending.bytes": PropertySpec(
         parse_size, 64 * 1024,
         doc="Write-buffer size per side at which reading from the other side pauses.",
+    ),
+    "connect.strategy": PropertySpec(
+        parse_strategy, "round-robin",
+        doc="With several <connect>: round-robin or least-connections (kgateway.balancer).",
+    ),
+    "connect.probe.interval": PropertySpec(
+        parse_duration, None,
+        doc="TCP probe of each <connect> target; default 5sec with several targets, else off.",
     ),
 }
 
@@ -44,27 +54,42 @@ class ProxySession:
         self.backend: ILink | None = None
         self.failure: str | None = None
         self.client_closed = False
+        self.target: Target | None = None  # the balancer's target while connected to it
 
     # the client side (ISession)
 
     def negotiate(self, offered: list[str]) -> defer.Deferred[str | None]:
+        return self._connect(offered, [])
+
+    def _connect(self, offered: list[str], tried: list[Target]) -> defer.Deferred[str | None]:
         config = self.service.config
-        target = config.connects[0]
+        balancer = self.service.balancer
+        chosen = balancer.pick(tried)
+        assert chosen is not None, "a proxy has at least one <connect>"
+        tried.append(chosen)
+        target = chosen.uri
         d = self.service.connect(self.service.reactor, target, config.connect_options,
                                  _BackendPeer(self), protocols=offered,
-                                 truststore=self.service.truststore)
+                                 truststore=self.service.truststore,
+                                 identity=self.service.identity, client=self.client.peer)
 
         def connected(backend: ILink) -> str | None:
             if self.client_closed:
                 backend.close(NORMAL, "client went away")
                 return None
             self.backend = backend
+            self.target = chosen
+            balancer.connected(chosen)
             if backend.is_websocket:
                 return backend.protocol
             return offered[0] if offered else None
 
-        def failed(reason: Failure) -> str | None:
+        def failed(reason: Failure) -> Any:
             reason.trap(ConnectError)
+            balancer.failed(chosen, reason.getErrorMessage())
+            if not self.client_closed and balancer.untried(tried):
+                # Passive fail-over: the next target, before the client notices anything.
+                return self._connect(offered, tried)
             self.failure = f"cannot connect to {target}: {reason.getErrorMessage()}"
             log.warn("{service}: {peer}: {failure}", service=config.name,
                      peer=self.client.peer, failure=self.failure, target=str(target))
@@ -90,8 +115,14 @@ class ProxySession:
         if self.backend is not None:
             self.backend.write(data, binary or not self.backend.is_websocket)
 
+    def _release(self) -> None:
+        target, self.target = self.target, None
+        if target is not None:
+            self.service.balancer.released(target)
+
     def closed(self, code: int | None, reason: str) -> None:
         self.client_closed = True
+        self._release()
         if self.backend is not None:
             backend, self.backend = self.backend, None
             backend.close(code or NORMAL, reason)
@@ -105,6 +136,7 @@ class ProxySession:
         if self.backend is None:
             return
         self.backend = None
+        self._release()
         if not self.client_closed:
             self.client.close(code or NORMAL, reason if code else "")
 
@@ -133,15 +165,33 @@ class ProxyService:
         self.config = config
         self.settings = config.settings
         self.truststore = gateway.security.truststore_file
+        interval = self.settings.get("connect.probe.interval")
+        if interval is None:
+            interval = 5.0 if len(config.connects) > 1 else 0.0
+        self.balancer = Balancer(
+            reactor, config.connects, strategy=self.settings.get("connect.strategy",
+                                                                 "round-robin"),
+            probe_interval=interval, probe_timeout=config.connect_options["connect.timeout"],
+            name=config.name)
+        # The client certificate for mutual TLS towards the back end (another gateway).
+        self.identity = (tls.security_identity(gateway.security)
+                         if config.connect_options["ssl.present-certificate"] else None)
 
     def session(self, link: ILink) -> ProxySession:
         return ProxySession(self, link)
 
+    def backend_status(self) -> dict[str, Any]:
+        """For the health service: each target, up or down, and its clients."""
+        return self.balancer.status()
+
+    def backend_reachable(self) -> bool:
+        return self.balancer.reachable()
+
     def start(self) -> None:
-        pass
+        self.balancer.start()
 
     def stop(self) -> None:
-        pass
+        self.balancer.stop()
 
 
 def _check(config: ServiceConfig, resolve: PathResolver) -> Any:
@@ -150,10 +200,10 @@ def _check(config: ServiceConfig, resolve: PathResolver) -> Any:
 
 SERVICE_TYPE = ServiceType(
     name="proxy",
-    accept_schemes=frozenset({"ws", "wss", "tcp", "ssl"}),
-    connect_schemes=frozenset({"ws", "wss", "tcp", "ssl"}),
+    accept_schemes=frozenset({"ws", "wss", "tcp", "ssl", "udp"}),
+    connect_schemes=frozenset({"ws", "wss", "tcp", "ssl", "udp"}),
     min_connects=1,
-    max_connects=1,
+    max_connects=None,  # several: balanced (kgateway.balancer)
     check=_check,
     build=ProxyService,
     doc="Relays bytes or messages between clients and the <connect> target.",

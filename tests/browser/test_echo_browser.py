@@ -21,7 +21,8 @@ def test_echo_page_sends_and_receives_text_and_binary() -> None:
                     "which installs them (scripts/system-deps.sh)")
     port = free_port()
     with GatewayProcess(os.path.join(ROOT, "etc", "gateway.xml"),
-                        defines=[f"gateway.port={port}"], name="echo-browser"):
+                        defines=[f"gateway.port={port}"], args=["--drain-grace", "0"],
+                        name="echo-browser"):
         result = subprocess.run(["node", os.path.join(ROOT, "tests", "browser", "echo.mjs"),
                                  f"http://localhost:{port}"],
                                 cwd=ROOT, capture_output=True, text=True, timeout=90)

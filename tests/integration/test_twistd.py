@@ -37,7 +37,9 @@ def http_get(url: str) -> tuple[int, bytes, dict[str, str]]:
 @pytest.fixture(scope="module")
 def default_gateway():  # type: ignore[no-untyped-def]
     port = free_port()
-    gw = GatewayProcess(DEFAULT_CONFIG, defines=[f"gateway.port={port}"], name="default")
+    # No drain grace: nothing balances load onto this gateway, so it may stop at once.
+    gw = GatewayProcess(DEFAULT_CONFIG, defines=[f"gateway.port={port}"],
+                        args=["--drain-grace", "0"], name="default")
     gw.start()
     yield gw, port
     gw.stop()
@@ -69,6 +71,7 @@ def test_cross_origin_websocket_is_refused_without_a_constraint(default_gateway)
     ws = websocket.create_connection(f"ws://localhost:{port}/echo", timeout=10)
     ws.send("still here")
     assert ws.recv() == "still here"
+    ws.close()
 
 
 def test_a_proxy_in_a_real_gateway_process() -> None:

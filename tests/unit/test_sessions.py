@@ -37,7 +37,8 @@ class FakeConnector:
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
 
-    def __call__(self, reactor, uri, options, peer, *, protocols=(), truststore=None):  # type: ignore[no-untyped-def]
+    def __call__(self, reactor, uri, options, peer, *, protocols=(), truststore=None,  # type: ignore[no-untyped-def]
+                 identity=None, client=""):
         d: defer.Deferred[ILink] = defer.Deferred()
         self.calls.append({"uri": uri, "peer": peer, "protocols": list(protocols), "d": d})
         return d
