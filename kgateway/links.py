@@ -405,9 +405,11 @@ class _StreamClientProtocol(Protocol):
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         ready, self.ready = self.ready, None
-        message = reason.getErrorMessage() if reason else "connection lost"
+        # With TLS 1.3 the server judges our certificate after our handshake is done, so a
+        # refusal can arrive here as a lost connection: describe it like a failed connect.
+        message = _describe(reason, self.tls_hostname) if reason else "connection lost"
         if ready is not None:
-            ready.errback(ConnectError(_describe(reason, self.tls_hostname) if reason else message))
+            ready.errback(ConnectError(message))
         else:
             self.peer.closed(None, message)
 

@@ -135,6 +135,14 @@ def security_identity(security: Any) -> Identity:
                          security.keystore_file, security.keystore_password)
 
 
+def connect_identity(security: Any, connect_options: Any) -> Identity | None:
+    """The client certificate a service's connects present: the keystore's identity when the
+    ``ssl.present-certificate`` connect-option asks for mutual TLS, else none."""
+    if not connect_options["ssl.present-certificate"]:
+        return None
+    return security_identity(security)
+
+
 # -- contexts ----------------------------------------------------------------------------------
 
 

@@ -76,6 +76,8 @@ class BrokerSettings:
     outbox_limit: int = 8 * 1024 * 1024
     max_frame_size: int = 16 * 1024 * 1024
     truststore: str | None = None
+    #: the client certificate presented to the broker (ssl.present-certificate), if any
+    identity: Any = None
     #: heart-beats asked of the broker both ways, seconds (0: none)
     heartbeat: float = 10.0
     #: broker link write buffer past which client reads pause
@@ -184,7 +186,7 @@ class BrokerConnection:
         self._parser = FrameParser("1.2", max_frame_size=self.settings.max_frame_size,
                                    commands=SERVER_COMMANDS)
         d = self.connect(self.reactor, self.settings.uri, self.settings.options, self,
-                         truststore=self.settings.truststore)
+                         truststore=self.settings.truststore, identity=self.settings.identity)
         d.addCallbacks(self._tcp_up, self._dial_failed)
 
     def _tcp_up(self, link: ILink) -> None:

@@ -278,8 +278,19 @@ class JmsSession:
 
     def fail(self, message: str, detail: str = "", receipt_id: str | None = None) -> None:
         """ERROR then close, as the STOMP spec requires after an error."""
+        if self._error(message, detail, receipt_id):
+            self.link.close(NORMAL, message)
+
+    def going_away(self) -> None:
+        """A draining gateway is about to close this client with 1001 (IGoingAway)."""
+        self._error("gateway shutting down",
+                    "this gateway is going away: reconnect (through the load balancer) to go "
+                    "on; unacknowledged queue messages are redelivered")
+
+    def _error(self, message: str, detail: str, receipt_id: str | None = None) -> bool:
+        """Send an ERROR frame and end the session (the caller closes the link)."""
         if self.state == _CLOSED:
-            return
+            return False
         log.info("jms: {peer}: ERROR {message}: {detail}", peer=self.link.peer,
                  message=message, detail=detail)
         try:
@@ -288,8 +299,8 @@ class JmsSession:
             data = encode(Frame.error(message), self.version)
         self.link.write(data, not self.text)
         self.state = _CLOSED
-        self.link.close(NORMAL, message)
         self._cleanup()
+        return True
 
     # -- CONNECT ---------------------------------------------------------------------------------
 

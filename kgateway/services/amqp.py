@@ -29,6 +29,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from kgateway import tls
 from kgateway.amqp_session import AmqpRelay, RelaySettings
 from kgateway.config import GatewayConfig, ServiceConfig, parse_duration, parse_size
 from kgateway.interfaces import IGatewayService, ILink, IPeer, ISession
@@ -163,7 +164,7 @@ class AmqpSession:
         # Nothing more is read from the client until the broker can take it.
         self.client.pause_reading()
         d = service.connect(service.reactor, target, config.connect_options, _BrokerPeer(self),
-                            truststore=service.truststore)
+                            truststore=service.truststore, identity=service.identity)
 
         def connected(broker: ILink) -> None:
             self.broker = broker
@@ -269,6 +270,8 @@ class AmqpService:
         self.config = config
         self.settings = config.settings
         self.truststore = gateway.security.truststore_file
+        # The client certificate for mutual TLS towards the broker (or another gateway).
+        self.identity = tls.connect_identity(gateway.security, config.connect_options)
         s = self.settings
         self.relay_settings = RelaySettings(
             virtual_host=s["virtual.host"],

@@ -23,6 +23,7 @@ from typing import Any
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from kgateway import tls
 from kgateway.config import (
     URI,
     ConfigError,
@@ -238,6 +239,7 @@ class JmsService:
             reconnect_delay_maximum=s.reconnect_delay_maximum,
             outbox_limit=s.outage_buffer_size, max_frame_size=max(s.max_frame_size, 16 << 20),
             truststore=gateway.security.truststore_file,
+            identity=tls.connect_identity(gateway.security, config.connect_options),
             heartbeat=s.broker_heartbeat_interval)
         self.connections = [self._connection(f"{config.name}#{i + 1}")
                             for i in range(s.connection_count)]

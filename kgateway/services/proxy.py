@@ -174,8 +174,7 @@ class ProxyService:
             probe_interval=interval, probe_timeout=config.connect_options["connect.timeout"],
             name=config.name)
         # The client certificate for mutual TLS towards the back end (another gateway).
-        self.identity = (tls.security_identity(gateway.security)
-                         if config.connect_options["ssl.present-certificate"] else None)
+        self.identity = tls.connect_identity(gateway.security, config.connect_options)
 
     def session(self, link: ILink) -> ProxySession:
         return ProxySession(self, link)

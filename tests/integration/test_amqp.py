@@ -444,6 +444,40 @@ def test_the_seed_configuration_form_works(rabbitmq: tuple[str, int]) -> None:
         assert process.proc is not None and process.proc.poll() is None
 
 
+@pytest.mark.parametrize("present", [True, False])
+def test_mutual_tls_towards_the_broker_side(rabbitmq: tuple[str, int], tmp_path: Any,
+                                            present: bool) -> None:
+    """amqp.proxy presents the keystore certificate (ssl.present-certificate) to a broker-side
+    gateway that requires one; without it the handshake is refused, and both sides say why.
+
+        pika --tcp--> amqp.proxy --ssl + client cert--> proxy (verify-client required) --> RabbitMQ
+    """
+    certs = make_certs(str(tmp_path))
+    inner, outer = free_port(), free_port()
+    host, port = rabbitmq
+    option = "true" if present else "false"
+    with GatewayProcess(gateway_xml([service_xml(
+            "proxy", f"ssl://localhost:{inner}", f"tcp://{host}:{port}", name="broker-side",
+            extra="<accept-options><ssl.verify-client>required</ssl.verify-client>"
+                  "</accept-options>")], certs.security_xml()), name="mtls-in") as inside, \
+            GatewayProcess(gateway_xml([service_xml(
+                "amqp.proxy", f"tcp://127.0.0.1:{outer}", f"ssl://localhost:{inner}",
+                name="amqp-mtls", extra="<connect-options><ssl.present-certificate>"
+                f"{option}</ssl.present-certificate></connect-options>")],
+                certs.security_xml()), name="mtls-out") as outside:
+        client_params = pika.ConnectionParameters("127.0.0.1", outer, connection_attempts=1,
+                                                  socket_timeout=10)
+        if present:
+            conn = pika.BlockingConnection(client_params)
+            round_trip(conn.channel())
+            conn.close()
+        else:
+            with pytest.raises(pika.exceptions.AMQPConnectionError):
+                pika.BlockingConnection(client_params)
+            inside.wait_for("refused by broker-side: TLS refused: no client certificate")
+            outside.wait_for("amqp-mtls: .*TLS refused: no client certificate")
+
+
 def _vm_hwm_kib(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:

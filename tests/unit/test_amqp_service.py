@@ -45,7 +45,8 @@ class FakeConnector:
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
 
-    def __call__(self, reactor, uri, options, peer, *, protocols=(), truststore=None):  # type: ignore[no-untyped-def]
+    def __call__(self, reactor, uri, options, peer, *, protocols=(), truststore=None,  # type: ignore[no-untyped-def]
+                 identity=None):
         d: defer.Deferred[ILink] = defer.Deferred()
         self.calls.append({"uri": uri, "peer": peer, "d": d})
         return d

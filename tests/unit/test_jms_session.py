@@ -33,7 +33,8 @@ class Broker:
         self.links: list[FakeLink] = []
         self.read = 0
 
-    def __call__(self, reactor, uri, options, peer, *, protocols=(), truststore=None):  # type: ignore[no-untyped-def]
+    def __call__(self, reactor, uri, options, peer, *, protocols=(), truststore=None,  # type: ignore[no-untyped-def]
+                 identity=None):
         d: defer.Deferred[ILink] = defer.Deferred()
         self.dials.append((peer, d))
         return d
@@ -323,6 +324,21 @@ def test_bad_input_gets_error_then_close(setup, data: bytes, message: str) -> No
     error = client_frames(link)[-1]
     assert (error.command, error.get("message")) == ("ERROR", message)
     assert link.closes == [(1000, message)]
+
+
+def test_going_away_sends_an_error_and_leaves_the_1001_close_to_the_adapter(setup) -> None:  # type: ignore[no-untyped-def]
+    service, _, broker, _, blink = setup
+    session, link = client(service)
+    session.received(b"SUBSCRIBE\ndestination:/queue/work\nid:1\nack:client\n\n\0", False)
+    assert broker.sent(blink, "SUBSCRIBE")
+    session.going_away()
+    error = client_frames(link)[-1]
+    assert (error.command, error.get("message")) == ("ERROR", "gateway shutting down")
+    assert link.closes == []
+    # Its queue subscription is given back, so the broker redelivers what it had not acked.
+    assert broker.sent(blink, "UNSUBSCRIBE")
+    session.going_away()
+    assert [f.command for f in client_frames(link)].count("ERROR") == 1
 
 
 def test_durable_needs_client_id_and_gets_a_dedicated_connection(setup) -> None:  # type: ignore[no-untyped-def]
