@@ -114,9 +114,7 @@ def _shield_recovery(folder: str, ca: str, tight: bool, runs: int) -> list[float
             mark = internal.mark()
             dmz.stop()
             internal.wait_for("reverse connection to .* failed", start=mark)
-            dmz.proc, dmz._eof = None, False
-            dmz.lines.clear()
-            dmz.start()
+            dmz.restart()
             back = time.perf_counter()
             internal.wait_for("reverse connection prepared", start=mark, timeout=60)
             ws = websocket.create_connection(f"ws://127.0.0.1:{public}/echo", timeout=10)

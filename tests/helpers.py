@@ -98,7 +98,8 @@ class GatewayProcess:
     def start(self, wait_for: str | None = "kgateway ready", timeout: float = 30) -> GatewayProcess:
         self.proc = subprocess.Popen(self.command(), cwd=self.cwd, env=self.env, text=True,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
         if wait_for:
             self.wait_for(wait_for, timeout)
         return self
@@ -162,6 +163,14 @@ class GatewayProcess:
                 self.proc.kill()
                 self.proc.wait(5)
         return self.proc.returncode
+
+    def restart(self, sig: int = signal.SIGTERM) -> GatewayProcess:
+        """Stop the process, forget its log once every line of it is read, start it again."""
+        self.stop(sig)
+        self._reader.join(15)  # else the old reader's end-of-file would end the new wait
+        with self._changed:
+            self.proc, self.lines, self._eof = None, [], False
+        return self.start()
 
     def __enter__(self) -> GatewayProcess:
         return self if self.proc is not None else self.start()

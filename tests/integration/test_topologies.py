@@ -284,10 +284,7 @@ def test_enterprise_shield_across_the_boundary_and_dmz_restart(hosts: None, pki:
         mark = internal.mark()
         dmz.stop()
         internal.wait_for(r"internal-echo: reverse connection to .* failed", start=mark)
-        dmz.proc = None
-        dmz.lines.clear()
-        dmz._eof = False
-        dmz.start()
+        dmz.restart()
         internal.wait_for(r"internal-echo: reverse connection prepared", start=mark)
         code, outcome = client(INTERNET, "ws", urls["ws"])
         assert code == 0, outcome
