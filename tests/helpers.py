@@ -6,6 +6,7 @@ their own blocking calls with timeouts.
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import signal
@@ -66,6 +67,17 @@ def make_certs(folder: str) -> Certs:
     return Certs(folder, os.path.join(folder, "ca.pem"), cert, key)
 
 
+_STARTED: list[GatewayProcess] = []
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    """A test that failed before stopping its gateways must not leave them running."""
+    for process in _STARTED:
+        if process.proc is not None and process.proc.poll() is None:
+            process.proc.kill()
+
+
 class GatewayProcess:
     """A real ``twistd -n kgateway`` process, awaited by its log lines."""
 
@@ -98,6 +110,7 @@ class GatewayProcess:
     def start(self, wait_for: str | None = "kgateway ready", timeout: float = 30) -> GatewayProcess:
         self.proc = subprocess.Popen(self.command(), cwd=self.cwd, env=self.env, text=True,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        _STARTED.append(self)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         if wait_for:

@@ -306,16 +306,16 @@ def test_tls_connect_checks_the_hostname(certs) -> None:  # type: ignore[no-unty
     """A back end whose certificate does not name the host we dialled is refused."""
     port = free_port()
     backend = GatewayProcess(gateway_xml([service_xml("echo", f"ssl://127.0.0.1:{port}")],
-                                         certs.security_xml()), name="tlsb").start()
+                                         certs.security_xml()), name="tlsb")
     front_port = free_port()
     # The certificate names localhost and 127.0.0.1, not wrong.test: dial it under that name.
     options = "<connect-options><ssl.hostname>wrong.test</ssl.hostname></connect-options>"
-    with GatewayProcess(gateway_xml([service_xml(
-            "proxy", f"ws://127.0.0.1:{front_port}/p", f"ssl://127.0.0.1:{port}", name="px",
-            extra=options)], certs.security_xml()), name="tlsa") as gw:
+    front = GatewayProcess(gateway_xml([service_xml(
+        "proxy", f"ws://127.0.0.1:{front_port}/p", f"ssl://127.0.0.1:{port}", name="px",
+        extra=options)], certs.security_xml()), name="tlsa")
+    with backend, front:
         client = websocket.create_connection(f"ws://127.0.0.1:{front_port}/p", timeout=10)
         frame = client.recv_data_frame(True)[1]
         assert int.from_bytes(frame.data[:2], "big") == 1014
         assert b"TLS" in frame.data and b"wrong.test" in frame.data, frame.data
-        gw.wait_for("px: .*TLS")
-    backend.stop()
+        front.wait_for("px: .*TLS")
