@@ -55,6 +55,11 @@ class ProxySession:
         self.failure: str | None = None
         self.client_closed = False
         self.target: Target | None = None  # the balancer's target while connected to it
+        # A back end may speak first (a banner, a greeting) while the client's WebSocket
+        # handshake is still finishing: keep that until the client can take it.
+        self.client_open = False
+        self.early: list[tuple[bytes, bool]] = []
+        self.early_close: tuple[int | None, str] | None = None
 
     # the client side (ISession)
 
@@ -78,6 +83,7 @@ class ProxySession:
                 backend.close(NORMAL, "client went away")
                 return None
             self.backend = backend
+            backend.pause_reading()  # until the client is open too: bounds self.early
             self.target = chosen
             balancer.connected(chosen)
             if backend.is_websocket:
@@ -102,6 +108,13 @@ class ProxySession:
         return d.addCallbacks(connected, failed)
 
     def opened(self) -> None:
+        self.client_open = True
+        for data, binary in self.early:
+            self.backend_received(data, binary)
+        self.early = []
+        if self.early_close is not None:
+            self._end_client(*self.early_close)
+            return
         if self.backend is None:
             self.client.close(BAD_GATEWAY, self.failure or "back end unavailable")
             return
@@ -110,6 +123,7 @@ class ProxySession:
             link.set_write_limit(limit)
         self.client.register_producer(self.backend.transport)
         self.backend.register_producer(self.client.transport)
+        self.backend.resume_reading()
 
     def received(self, data: bytes, binary: bool) -> None:
         if self.backend is not None:
@@ -130,6 +144,9 @@ class ProxySession:
     # the back-end side, through _BackendPeer
 
     def backend_received(self, data: bytes, binary: bool) -> None:
+        if not self.client_open:
+            self.early.append((data, binary))
+            return
         self.client.write(data, binary or not self.client.is_websocket)
 
     def backend_closed(self, code: int | None, reason: str) -> None:
@@ -137,6 +154,12 @@ class ProxySession:
             return
         self.backend = None
         self._release()
+        if not self.client_open:
+            self.early_close = (code, reason)
+            return
+        self._end_client(code, reason)
+
+    def _end_client(self, code: int | None, reason: str) -> None:
         if not self.client_closed:
             self.client.close(code or NORMAL, reason if code else "")
 

@@ -207,6 +207,27 @@ def test_slow_back_end_stops_reading_from_the_client(tcp_backend: Backend) -> No
         assert tcp_backend.received == sent
 
 
+@pytest.mark.parametrize("accept_scheme", ["ws", "tcp"])
+def test_a_back_end_that_speaks_first_is_heard(tcp_backend: Backend, accept_scheme: str) -> None:
+    """Servers such as SMTP or SSH greet before the client says anything."""
+    with _proxy(accept_scheme, f"tcp://127.0.0.1:{tcp_backend.port}") as gw:
+        def greet() -> None:
+            assert tcp_backend.accepted.wait(10) and tcp_backend.conn is not None
+            tcp_backend.conn.sendall(b"220 kgateway test server ready\r\n")
+
+        greeter = threading.Thread(target=greet)
+        greeter.start()
+        if accept_scheme == "ws":
+            client = websocket.create_connection(gw.accept, timeout=10)  # type: ignore[attr-defined]
+            assert client.recv() == b"220 kgateway test server ready\r\n"
+        else:
+            sock = socket.create_connection(("127.0.0.1", int(gw.accept.rsplit(":", 1)[1])),  # type: ignore[attr-defined]
+                                            timeout=10)
+            assert recv_exactly(sock, 32) == b"220 kgateway test server ready\r\n"
+            sock.close()
+        greeter.join(10)
+
+
 def test_client_close_closes_the_back_end(tcp_backend: Backend) -> None:
     with _proxy("ws", f"tcp://127.0.0.1:{tcp_backend.port}") as gw:
         client = websocket.create_connection(gw.accept, timeout=10)  # type: ignore[attr-defined]

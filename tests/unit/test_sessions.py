@@ -155,3 +155,30 @@ def test_client_gone_before_the_back_end_answers(tmp_path) -> None:  # type: ign
     backend = FakeLink()
     connector.calls[0]["d"].callback(backend)
     assert backend.closes == [(1000, "client went away")]
+
+
+def test_a_back_end_that_speaks_first_is_heard_once_the_client_is_open(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    service, connector = make_service(tmp_path, "tcp://backend:22")
+    client, backend = FakeLink(), FakeLink(websocket=False)
+    session = service.session(client)
+    session.negotiate([])
+    connector.calls[0]["d"].callback(backend)
+    assert backend.paused  # nothing more is read from it until the client can take it
+    connector.calls[0]["peer"].received(b"SSH-2.0-banner\r\n", True)
+    assert client.messages == []  # the client's handshake is not finished yet
+    session.opened()
+    assert client.messages == [(b"SSH-2.0-banner\r\n", True)]
+    assert not backend.paused
+
+
+def test_a_back_end_that_greets_and_hangs_up_early_still_reaches_the_client(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    service, connector = make_service(tmp_path, "tcp://backend:25")
+    client, backend = FakeLink(), FakeLink(websocket=False)
+    session = service.session(client)
+    session.negotiate([])
+    connector.calls[0]["d"].callback(backend)
+    connector.calls[0]["peer"].received(b"421 too busy\r\n", True)
+    connector.calls[0]["peer"].closed(None, "connection done")
+    session.opened()
+    assert client.messages == [(b"421 too busy\r\n", True)]
+    assert client.closes == [(1000, "")]
