@@ -142,6 +142,15 @@ class _LinkBase:
         # The transport never changes once connected: TCP, or TLS over TCP.
         self.transport: Any = proto.transport
         self.peer = format_address(self.transport.getPeer())  # the real client address
+        # Relayed protocols are chatty (AMQP, STOMP): Nagle plus delayed ACKs would add 40 ms
+        # to some round trips. Set on the socket itself: twisted.web and Autobahn only try the
+        # transport they see, which under TLS or the PROXY-protocol wrapper is not a socket.
+        socket_transport = _socket_transport(self.transport)
+        if hasattr(socket_transport, "setTcpNoDelay"):
+            try:
+                socket_transport.setTcpNoDelay(True)
+            except OSError:
+                pass  # already closed: nothing to tune
 
     def pause_reading(self) -> None:
         self.transport.pauseProducing()
@@ -164,14 +173,6 @@ class _LinkBase:
 
 @implementer(ILink)
 class StreamLink(_LinkBase):
-    def __init__(self, proto: Any) -> None:
-        super().__init__(proto)
-        # Relayed protocols are chatty (AMQP, STOMP): Nagle would add a delay per round trip.
-        # Autobahn does the same for WebSocket links.
-        socket_transport = _socket_transport(self.transport)
-        if hasattr(socket_transport, "setTcpNoDelay"):
-            socket_transport.setTcpNoDelay(True)
-
     sent = 0
 
     def write(self, data: bytes, binary: bool = True) -> None:

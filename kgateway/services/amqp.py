@@ -95,19 +95,6 @@ _LEVELS = {"info": log.info, "warn": log.warn}
 _CLEAN = Failure(ConnectionDone()).getErrorMessage()
 
 
-def _no_delay(link: ILink) -> None:
-    """Turn Nagle off: AMQP is request/response (publish confirms, acks, tx, RPC); with
-    Nagle on both hops each small frame can wait for a delayed ACK (~40 ms on Linux)."""
-    transport: Any = link.transport
-    while not hasattr(transport, "setTcpNoDelay") and hasattr(transport, "transport"):
-        transport = transport.transport
-    if hasattr(transport, "setTcpNoDelay"):
-        try:
-            transport.setTcpNoDelay(True)
-        except OSError:
-            pass  # already closed: nothing to tune
-
-
 @implementer(ISession)
 class AmqpSession:
     """One AMQP client and its broker connection: ISession for the client, RelayOutput
@@ -135,7 +122,6 @@ class AmqpSession:
         )
 
     def opened(self) -> None:
-        _no_delay(self.client)
         self.relay.start()
 
     def received(self, data: bytes, binary: bool) -> None:
@@ -168,7 +154,6 @@ class AmqpSession:
 
         def connected(broker: ILink) -> None:
             self.broker = broker
-            _no_delay(broker)
             limit = service.settings["maximum.pending.bytes"]
             for link in (self.client, broker):
                 link.set_write_limit(limit)
