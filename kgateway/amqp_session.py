@@ -39,6 +39,7 @@ Closing rules (docs/amqp.md has the table):
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Final, Protocol
 
@@ -412,13 +413,7 @@ class AmqpRelay:
         except FrameError:
             self._close_client(self._client_close_code, self._client_close_reason)
             return
-        for frame in frames:
-            if frame.type != FRAME_METHOD or frame.channel != 0:
-                continue
-            try:
-                method = decode_method(frame.payload)
-            except FrameError:
-                continue
+        for method in _connection_methods(frames):
             if isinstance(method, ConnectionClose):
                 self.out.to_client(method_frame(0, ConnectionCloseOk()))
             if isinstance(method, (ConnectionClose, ConnectionCloseOk)):
@@ -495,13 +490,7 @@ class AmqpRelay:
             self.broker_phase = Phase.CLOSED
             self.out.close_broker("bad frame while closing")
             return
-        for frame in frames:
-            if frame.type != FRAME_METHOD or frame.channel != 0:
-                continue
-            try:
-                method = decode_method(frame.payload)
-            except FrameError:
-                continue
+        for method in _connection_methods(frames):
             if isinstance(method, ConnectionClose):
                 self.out.to_broker(method_frame(0, ConnectionCloseOk()))
             if isinstance(method, (ConnectionClose, ConnectionCloseOk)):
@@ -536,3 +525,14 @@ class AmqpRelay:
         self.out.close_broker(reason)
         self._close_client(WS_BAD_GATEWAY, reason)
 
+
+def _connection_methods(frames: list[Frame]) -> Iterator[AnyMethod]:
+    """The channel-0 methods among *frames* while a side is closing; anything else (content,
+    other channels, undecodable methods) no longer matters and is skipped."""
+    for frame in frames:
+        if frame.type != FRAME_METHOD or frame.channel != 0:
+            continue
+        try:
+            yield decode_method(frame.payload)
+        except FrameError:
+            continue
