@@ -75,12 +75,20 @@ class ConnectionTracker:
     def __init__(self) -> None:
         self.live: dict[str, set[Any]] = {}
         self._idle: list[defer.Deferred[None]] = []
+        #: since start, per service: connections accepted, bytes received and sent by
+        #: connections that have ended (the metrics service reports them)
+        self.accepted: dict[str, int] = {}
+        self.received: dict[str, int] = {}
+        self.sent: dict[str, int] = {}
 
     def add(self, service: str, connection: Any) -> None:
         self.live.setdefault(service, set()).add(connection)
+        self.accepted[service] = self.accepted.get(service, 0) + 1
 
-    def remove(self, service: str, connection: Any) -> None:
+    def remove(self, service: str, connection: Any, received: int = 0, sent: int = 0) -> None:
         self.live.get(service, set()).discard(connection)
+        self.received[service] = self.received.get(service, 0) + received
+        self.sent[service] = self.sent.get(service, 0) + sent
         if not self.total():
             waiting, self._idle = self._idle, []
             for d in waiting:
@@ -252,7 +260,7 @@ class StreamServerProtocol(Protocol):
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         session, self.session = self.session, None
         name = self.service.config.name
-        self.tracker.remove(name, self)
+        self.tracker.remove(name, self, self.received, self.link.sent)
         _access_log(name, self.link.peer, self.started, self.received, self.link.sent,
                     reason.getErrorMessage() if reason else "")
         if session is not None:
@@ -315,8 +323,9 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
         if link is not None:
             self.link = None
             name = self.factory.service.config.name
-            self.factory.tracker.remove(name, self)
             stats = self.trafficStats
+            self.factory.tracker.remove(name, self, stats.incomingOctetsWireLevel,
+                                        stats.outgoingOctetsWireLevel)
             _access_log(name, link.peer, self.started, stats.incomingOctetsWireLevel,
                         stats.outgoingOctetsWireLevel, f"close {code}" if code else "dropped")
 

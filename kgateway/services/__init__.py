@@ -79,10 +79,11 @@ class ServiceType:
 
 
 def _table() -> dict[str, ServiceType]:
-    from kgateway.services import amqp, directory, echo, health, jms, proxy
+    from kgateway.services import amqp, directory, echo, health, jms, metrics, proxy
 
     return {t.name: t for t in (echo.SERVICE_TYPE, directory.SERVICE_TYPE, proxy.SERVICE_TYPE,
-                                amqp.SERVICE_TYPE, health.SERVICE_TYPE, jms.SERVICE_TYPE)}
+                                amqp.SERVICE_TYPE, health.SERVICE_TYPE, jms.SERVICE_TYPE,
+                                metrics.SERVICE_TYPE)}
 
 
 SERVICE_TYPES: Mapping[str, ServiceType] = _table()

@@ -61,6 +61,22 @@ def test_default_config_serves_the_tutorials_and_echo(default_gateway) -> None: 
     ws.close()
 
 
+def test_default_config_serves_health_and_metrics(default_gateway) -> None:  # type: ignore[no-untyped-def]
+    gw, port = default_gateway
+    ws = websocket.create_connection(f"ws://localhost:{port}/echo", timeout=10)
+    code, body, headers = http_get(f"http://localhost:{port}/health")
+    assert code == 200 and b'"status": "ok"' in body
+    code, body, headers = http_get(f"http://localhost:{port}/metrics")
+    assert code == 200 and headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    samples = dict(line.rsplit(" ", 1) for line in body.decode().splitlines()
+                   if not line.startswith("#"))
+    # At least ours (an earlier test's connection may still be closing).
+    assert int(samples['kgateway_connections{service="echo",type="echo"}']) >= 1
+    assert int(samples['kgateway_connections_accepted_total{service="echo",type="echo"}']) >= 1
+    assert samples["kgateway_draining"] == "0"
+    ws.close()
+
+
 def test_cross_origin_websocket_is_refused_without_a_constraint(default_gateway) -> None:  # type: ignore[no-untyped-def]
     gw, port = default_gateway
     with pytest.raises(websocket.WebSocketBadStatusException) as info:
