@@ -179,7 +179,8 @@ class GatewayService(service.MultiService):
                     except tls.TLSConfigError as e:
                         raise SystemExit(f"kgateway: {svc_config.name}: {e}") from e
                     self.reverse.append(shield.ReverseConnector(
-                        reactor, svc, uri, identity, config.security.truststore_file or ""))
+                        reactor, svc, uri, identity, config.security.truststore_file or "",
+                        tracker))
                 else:
                     self._add_accept(svc, svc_config, uri)
             for uri in svc_config.connects:
@@ -280,7 +281,8 @@ class GatewayService(service.MultiService):
                     try:
                         result.append(self.reactor.listenUDP(
                             listener.port, UDPServerProtocol(self.reactor,
-                                                             listener.stream_service),
+                                                             listener.stream_service,
+                                                             self.tracker),
                             interface=address))
                     except Exception:
                         result.append(Failure())
@@ -353,7 +355,7 @@ class GatewayService(service.MultiService):
                 log.failure("going_away() failed for {connection}", connection=connection)
         if not (yield self._idle_within(CLOSE_WAIT)):
             for connection in self.tracker.connections():
-                connection.transport.abortConnection()
+                connection.abort()
 
     def _idle_within(self, timeout: float) -> defer.Deferred[bool]:
         d = self.tracker.when_idle()

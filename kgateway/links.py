@@ -66,10 +66,12 @@ def format_address(address: IAddress) -> str:
 
 
 class ConnectionTracker:
-    """Live client connections per service: the health service counts them, a drain ends them.
+    """Live client connections per service: health and metrics count them, a drain ends them.
 
-    Adapters add themselves when a client connects and remove themselves when it goes; each
-    offers ``going_away()`` (close 1001 / FIN, after the session's own going_away hook).
+    Whatever accepts clients (the adapters here, udp:// accepts, Enterprise Shield's reverse
+    connections) adds each one when it connects and removes it when it goes. A tracked
+    connection offers ``going_away()`` (the session's own goodbye if it has one, then close
+    1001 / FIN) and ``abort()`` (drop it now).
     """
 
     def __init__(self) -> None:
@@ -116,7 +118,7 @@ class ConnectionTracker:
 TRACKER = ConnectionTracker()
 
 
-def _access_log(service: str, peer: str, started: float, received: int, sent: int,
+def access_log(service: str, peer: str, started: float, received: int, sent: int,
                 reason: str) -> None:
     log.info("access: service={service} peer={peer} duration={duration:.3f}s "
              "bytes_in={received} bytes_out={sent} end={reason}", service=service, peer=peer,
@@ -124,7 +126,7 @@ def _access_log(service: str, peer: str, started: float, received: int, sent: in
              reason=reason or "closed")
 
 
-def _going_away(session: Any) -> None:
+def session_going_away(session: Any) -> None:
     """Call a session's optional going_away() hook (see IGoingAway); one failure is logged."""
     hook = getattr(session, "going_away", None)
     if hook is not None:
@@ -254,14 +256,17 @@ class StreamServerProtocol(Protocol):
             self.session.received(data, True)
 
     def going_away(self) -> None:
-        _going_away(self.session)
+        session_going_away(self.session)
         self.transport.loseConnection()
+
+    def abort(self) -> None:
+        self.transport.abortConnection()
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         session, self.session = self.session, None
         name = self.service.config.name
         self.tracker.remove(name, self, self.received, self.link.sent)
-        _access_log(name, self.link.peer, self.started, self.received, self.link.sent,
+        access_log(name, self.link.peer, self.started, self.received, self.link.sent,
                     reason.getErrorMessage() if reason else "")
         if session is not None:
             session.closed(None, reason.getErrorMessage() if reason else "")
@@ -326,13 +331,16 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
             stats = self.trafficStats
             self.factory.tracker.remove(name, self, stats.incomingOctetsWireLevel,
                                         stats.outgoingOctetsWireLevel)
-            _access_log(name, link.peer, self.started, stats.incomingOctetsWireLevel,
+            access_log(name, link.peer, self.started, stats.incomingOctetsWireLevel,
                         stats.outgoingOctetsWireLevel, f"close {code}" if code else "dropped")
 
     def going_away(self) -> None:
-        _going_away(self.session)
+        session_going_away(self.session)
         if self.link is not None:
             self.link.close(GOING_AWAY, "gateway shutting down")
+
+    def abort(self) -> None:
+        self.dropConnection(abort=True)
 
 
 class GatewayWebSocketFactory(WebSocketServerFactory):

@@ -25,6 +25,7 @@ pool/reconnect state around them:
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -49,12 +50,17 @@ from kgateway.config import URI, Options
 from kgateway.interfaces import IGatewayService, ILink, IPeer, ISession
 from kgateway.links import (
     BAD_GATEWAY,
+    GOING_AWAY,
     PROTOCOL_ERROR,
+    TRACKER,
     ConnectError,
+    ConnectionTracker,
     WebSocketLink,
     _describe,
+    access_log,
     configure_websocket,
     format_address,
+    session_going_away,
 )
 from kgateway.protocols import shield as codec
 
@@ -265,9 +271,11 @@ class ReverseConnector:
     """Keeps ``reverse.prepared.connection.count`` connections prepared at the DMZ gateway."""
 
     def __init__(self, reactor: Any, service: IGatewayService, uri: URI,
-                 identity: tls.Identity, truststore: str) -> None:
+                 identity: tls.Identity, truststore: str,
+                 tracker: ConnectionTracker = TRACKER) -> None:
         self.reactor = reactor
         self.service = service
+        self.tracker = tracker  # a paired reverse connection is a client of the service
         self.uri = uri
         self.name = service.config.name
         options: Options = service.config.accept_options
@@ -415,6 +423,8 @@ class ReverseClientProtocol(WebSocketClientProtocol):
         link = WebSocketLink(self)
         link.peer = message.client  # the public client, as the DMZ gateway saw it
         self.link = link
+        self.started = time.monotonic()
+        self.connector.tracker.add(self.connector.name, self)
         self.session = session = self.connector.service.session(link)
         d = defer.maybeDeferred(session.negotiate, list(message.protocols))
 
@@ -480,6 +490,24 @@ class ReverseClientProtocol(WebSocketClientProtocol):
         session, self.session = self.session, None
         if session is not None:
             session.closed(code, reason or "")
+        if self.phase in ("opening", "paired"):
+            stats = self.trafficStats
+            self.connector.tracker.remove(self.connector.name, self,
+                                          stats.incomingOctetsWireLevel,
+                                          stats.outgoingOctetsWireLevel)
+            access_log(self.connector.name, self.link.peer, self.started,
+                       stats.incomingOctetsWireLevel, stats.outgoingOctetsWireLevel,
+                       f"close {code}" if code else "dropped")
+
+    # a tracked connection (ConnectionTracker): a draining internal gateway ends it
+
+    def going_away(self) -> None:
+        session_going_away(self.session)
+        if self.state == self.STATE_OPEN:
+            self.sendCloseFrame(GOING_AWAY)
+
+    def abort(self) -> None:
+        self.dropConnection(abort=True)
 
 
 class ReverseClientFactory(WebSocketClientFactory):

@@ -13,6 +13,8 @@ no flow control: a paused reader drops datagrams instead of buffering them.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import defer
@@ -24,7 +26,14 @@ from zope.interface import implementer
 
 from kgateway.config import URI, Options
 from kgateway.interfaces import IGatewayService, ILink, IPeer, ISession
-from kgateway.links import ConnectError, format_address
+from kgateway.links import (
+    TRACKER,
+    ConnectError,
+    ConnectionTracker,
+    access_log,
+    format_address,
+    session_going_away,
+)
 
 log = Logger()
 
@@ -77,8 +86,10 @@ class UDPLink:
         self._on_close = on_close
         self.peer = peer
         self.transport = _Gate()
+        self.sent = 0
 
     def write(self, data: bytes, binary: bool = True) -> None:
+        self.sent += len(data)
         self._send(data)
 
     def close(self, code: int = 1000, reason: str = "") -> None:
@@ -98,18 +109,33 @@ class UDPLink:
 
 
 class _Client:
-    def __init__(self, link: UDPLink, session: ISession, idle: _Idle) -> None:
+    """One client address of a udp:// accept; tracked like a connection (ConnectionTracker)."""
+
+    def __init__(self, link: UDPLink, session: ISession, idle: _Idle,
+                 end: Callable[[str], None]) -> None:
         self.link, self.session, self.idle = link, session, idle
         self.ready = False
         self.early: list[bytes] = []
+        self.received = 0
+        self.started = time.monotonic()
+        self._end = end
+
+    def going_away(self) -> None:
+        session_going_away(self.session)
+        self._end("gateway shutting down")
+
+    def abort(self) -> None:
+        self._end("gateway shutting down")
 
 
 class UDPServerProtocol(DatagramProtocol):
     """A udp:// accept: a session per client address."""
 
-    def __init__(self, reactor: Any, service: IGatewayService) -> None:
+    def __init__(self, reactor: Any, service: IGatewayService,
+                 tracker: ConnectionTracker = TRACKER) -> None:
         self.reactor = reactor
         self.service = service
+        self.tracker = tracker
         self.timeout: float = service.config.accept_options["udp.idle.timeout"]
         self.clients: dict[tuple[str, int], _Client] = {}
 
@@ -118,6 +144,7 @@ class UDPServerProtocol(DatagramProtocol):
         if client is None:
             client = self._new(addr)
         client.idle.touch()
+        client.received += len(datagram)
         if not client.ready:
             if len(client.early) < MAX_EARLY:
                 client.early.append(datagram)
@@ -131,8 +158,10 @@ class UDPServerProtocol(DatagramProtocol):
                        lambda reason: self._end(addr, reason or "closed"))
         session = self.service.session(link)
         client = _Client(link, session, _Idle(self.reactor, self.timeout,
-                                              lambda: self._end(addr, "idle timeout")))
+                                              lambda: self._end(addr, "idle timeout")),
+                         lambda reason: self._end(addr, reason))
         self.clients[addr] = client
+        self.tracker.add(self.service.config.name, client)
         d = defer.maybeDeferred(session.negotiate, [])
 
         def ready(_: object) -> None:
@@ -158,6 +187,10 @@ class UDPServerProtocol(DatagramProtocol):
         if client is None:
             return
         client.idle.cancel()
+        name = self.service.config.name
+        self.tracker.remove(name, client, client.received, client.link.sent)
+        access_log(name, client.link.peer, client.started, client.received, client.link.sent,
+                   reason)
         client.session.closed(None, reason)
 
     def stopProtocol(self) -> None:

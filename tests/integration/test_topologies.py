@@ -375,6 +375,10 @@ def test_shield_on_loopback_serves_stream_clients_too(pki: Pki) -> None:
         sock.sendall(blob)
         assert recv_exactly(sock, len(blob)) == blob
         sock.close()
+        # The internal gateway counts the paired reverse connection as a client of its
+        # service (health, metrics, drain) and logs it with the public client's address.
+        internal.wait_for(r"access: service=internal-echo peer=127\.0\.0\.1:\d+ .*"
+                          r"bytes_in=(\d{6,})")
 
 
 # -- TLS on ordinary accepts and connects ------------------------------------------------------

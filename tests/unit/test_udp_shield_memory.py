@@ -11,7 +11,7 @@ from zope.interface import implementer
 
 from kgateway.config import ACCEPT_OPTIONS, Options, parse_uri
 from kgateway.interfaces import ILink, ISession
-from kgateway.links import ConnectError
+from kgateway.links import ConnectError, ConnectionTracker
 from kgateway.shield import Backplane
 from kgateway.udp import UDPServerProtocol
 
@@ -61,7 +61,7 @@ class FakeUDPTransport:
 def test_udp_sessions_per_client_address_with_idle_timeout() -> None:
     clock = MemoryReactorClock()
     service = Service(timeout=5)
-    proto = UDPServerProtocol(clock, service)  # type: ignore[arg-type]
+    proto = UDPServerProtocol(clock, service, ConnectionTracker())  # type: ignore[arg-type]
     proto.transport = FakeUDPTransport()  # type: ignore[assignment]
     a, b = ("10.0.0.1", 4000), ("10.0.0.2", 4000)
     proto.datagramReceived(b"a1", a)
@@ -83,6 +83,25 @@ def test_udp_sessions_per_client_address_with_idle_timeout() -> None:
     assert first.closed_with == "idle timeout"
     proto.datagramReceived(b"a4", a)  # a new session for a returning client
     assert len(service.sessions) == 3
+
+
+def test_udp_clients_are_counted_and_drained_like_connections() -> None:
+    clock = MemoryReactorClock()
+    service = Service(timeout=60)
+    tracker = ConnectionTracker()
+    proto = UDPServerProtocol(clock, service, tracker)  # type: ignore[arg-type]
+    proto.transport = FakeUDPTransport()  # type: ignore[assignment]
+    service.ready.callback(None)
+    proto.datagramReceived(b"hello", ("10.0.0.1", 4000))
+    proto.datagramReceived(b"hi", ("10.0.0.2", 4000))
+    service.sessions[0].link.write(b"reply!")
+    assert tracker.counts() == {"udp-svc": 2} and tracker.accepted == {"udp-svc": 2}
+    idle = tracker.when_idle()
+    for client in tracker.connections():
+        client.going_away()  # what a drain does when its time is up
+    assert [s.closed_with for s in service.sessions] == ["gateway shutting down"] * 2
+    assert idle.called and tracker.total() == 0
+    assert tracker.received == {"udp-svc": 7} and tracker.sent == {"udp-svc": 6}
 
 
 class FakeBackplaneProto:
