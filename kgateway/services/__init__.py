@@ -14,8 +14,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from zope.interface import implementer
+
 from kgateway.config import ConfigError, GatewayConfig, Problem, ServiceConfig
-from kgateway.interfaces import IGatewayService
+from kgateway.interfaces import IGatewayService, ILink, ISession
 
 #: A property parser: text -> value, raising ValueError with a message saying what was expected.
 Parser = Callable[[str], Any]
@@ -76,6 +78,24 @@ class ServiceType:
     check: Callable[[ServiceConfig, PathResolver], Any]
     build: Callable[[Any, ServiceConfig, GatewayConfig], IGatewayService]
     doc: str = ""
+
+
+@implementer(IGatewayService)
+class ServiceBase:
+    """What service types share: their config; nothing to start or stop unless they say so;
+    no sessions unless they provide them (directory, health and metrics only serve HTTP)."""
+
+    def __init__(self, config: ServiceConfig) -> None:
+        self.config = config
+
+    def session(self, link: ILink) -> ISession:
+        raise NotImplementedError(f"a {self.config.type} service only serves HTTP")
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
 
 
 def _table() -> dict[str, ServiceType]:

@@ -32,10 +32,10 @@ from zope.interface import implementer
 from kgateway import tls
 from kgateway.amqp_session import AmqpRelay, RelaySettings
 from kgateway.config import GatewayConfig, ServiceConfig, parse_duration, parse_size
-from kgateway.interfaces import IGatewayService, ILink, IPeer, ISession
+from kgateway.interfaces import ILink, IPeer, ISession
 from kgateway.links import ConnectError, connect
 from kgateway.protocols.amqp import FRAME_MIN_SIZE
-from kgateway.services import PathResolver, PropertySpec, ServiceType, check_properties
+from kgateway.services import PathResolver, PropertySpec, ServiceBase, ServiceType, check_properties
 
 log = Logger()
 
@@ -245,8 +245,7 @@ class _BrokerPeer:
         self.session.broker_closed(reason)
 
 
-@implementer(IGatewayService)
-class AmqpService:
+class AmqpService(ServiceBase):
     #: how broker connections are made (tests give an in-memory one)
     connect = staticmethod(connect)
 
@@ -267,12 +266,6 @@ class AmqpService:
 
     def session(self, link: ILink) -> AmqpSession:
         return AmqpSession(self, link)
-
-    def start(self) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
 
 
 def _check(config: ServiceConfig, resolve: PathResolver) -> Any:

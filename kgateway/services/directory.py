@@ -13,11 +13,15 @@ from typing import Any
 
 from twisted.web import pages, resource, static
 from twisted.web.iweb import IRequest
-from zope.interface import implementer
 
 from kgateway.config import ServiceConfig
-from kgateway.interfaces import IGatewayService, ILink, ISession
-from kgateway.services import PathResolver, PropertySpec, ServiceType, check_properties
+from kgateway.services import (
+    PathResolver,
+    PropertySpec,
+    ServiceBase,
+    ServiceType,
+    check_properties,
+)
 
 #: Types browsers insist on (ES modules) or that Python's mimetypes may not know.
 EXTRA_TYPES = {
@@ -65,25 +69,15 @@ class Folder(static.File):
         return super().render(request)
 
 
-@implementer(IGatewayService)
-class DirectoryService:
+class DirectoryService(ServiceBase):
     def __init__(self, config: ServiceConfig) -> None:
-        self.config = config
+        super().__init__(config)
         folder = Folder(config.settings["directory"])
         folder.indexNames = [config.settings["welcome-file"]]
         self.resource = folder
 
     def http_resource(self) -> resource.IResource:
         return self.resource
-
-    def session(self, link: ILink) -> ISession:
-        raise NotImplementedError("a directory service only serves HTTP")
-
-    def start(self) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
 
 
 def _check(config: ServiceConfig, resolve: PathResolver) -> Any:

@@ -9,8 +9,8 @@ from typing import Any
 from zope.interface import implementer
 
 from kgateway.config import ServiceConfig
-from kgateway.interfaces import IGatewayService, ILink, ISession
-from kgateway.services import PathResolver, ServiceType, check_properties
+from kgateway.interfaces import ILink, ISession
+from kgateway.services import PathResolver, ServiceBase, ServiceType, check_properties
 
 
 @implementer(ISession)
@@ -33,19 +33,9 @@ class EchoSession:
         pass
 
 
-@implementer(IGatewayService)
-class EchoService:
-    def __init__(self, config: ServiceConfig) -> None:
-        self.config = config
-
+class EchoService(ServiceBase):
     def session(self, link: ILink) -> EchoSession:
         return EchoSession(link)
-
-    def start(self) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
 
 
 def _check(config: ServiceConfig, resolve: PathResolver) -> Any:

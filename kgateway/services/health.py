@@ -24,11 +24,15 @@ from typing import Any
 
 from twisted.web import resource
 from twisted.web.iweb import IRequest
-from zope.interface import implementer
 
 from kgateway.config import ServiceConfig, parse_bool
-from kgateway.interfaces import IGatewayService, ILink, ISession
-from kgateway.services import PathResolver, PropertySpec, ServiceType, check_properties
+from kgateway.services import (
+    PathResolver,
+    PropertySpec,
+    ServiceBase,
+    ServiceType,
+    check_properties,
+)
 
 PROPERTIES = {
     "require.backends": PropertySpec(
@@ -53,10 +57,9 @@ class HealthResource(resource.Resource):
         return json.dumps(report, sort_keys=True).encode() + b"\n"
 
 
-@implementer(IGatewayService)
-class HealthService:
+class HealthService(ServiceBase):
     def __init__(self, config: ServiceConfig) -> None:
-        self.config = config
+        super().__init__(config)
         self.require_backends = bool(config.settings["require.backends"])
         self.gateway: Any = None  # the GatewayService, given by bind_gateway()
         self.resource = HealthResource(self)
@@ -98,15 +101,6 @@ class HealthService:
 
     def http_resource(self) -> resource.IResource:
         return self.resource
-
-    def session(self, link: ILink) -> ISession:
-        raise NotImplementedError("a health service only serves HTTP")
-
-    def start(self) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
 
 
 def _check(config: ServiceConfig, resolve: PathResolver) -> Any:

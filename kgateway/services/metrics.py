@@ -20,12 +20,10 @@ from typing import Any
 
 from twisted.web import resource
 from twisted.web.iweb import IRequest
-from zope.interface import implementer
 
 from kgateway import __version__
 from kgateway.config import ServiceConfig
-from kgateway.interfaces import IGatewayService, ILink, ISession
-from kgateway.services import PathResolver, ServiceType, check_properties
+from kgateway.services import PathResolver, ServiceBase, ServiceType, check_properties
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
@@ -95,10 +93,9 @@ class MetricsResource(resource.Resource):
         return render(self.service.gateway).encode()
 
 
-@implementer(IGatewayService)
-class MetricsService:
+class MetricsService(ServiceBase):
     def __init__(self, config: ServiceConfig) -> None:
-        self.config = config
+        super().__init__(config)
         self.gateway: Any = None  # the GatewayService, given by bind_gateway()
         self.resource = MetricsResource(self)
 
@@ -107,15 +104,6 @@ class MetricsService:
 
     def http_resource(self) -> resource.IResource:
         return self.resource
-
-    def session(self, link: ILink) -> ISession:
-        raise NotImplementedError("a metrics service only serves HTTP")
-
-    def start(self) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
 
 
 def _check(config: ServiceConfig, resolve: PathResolver) -> Any:
