@@ -70,16 +70,6 @@ def parse_networks(text: str) -> tuple[Network, ...]:
     return tuple(networks)
 
 
-def parse_hops(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise ValueError(f"expected a whole number, not {text!r}") from None
-    if value < 0:
-        raise ValueError(f"expected 0 or more, not {value}")
-    return value
-
-
 # -- Forwarded / X-Forwarded-For --------------------------------------------------------------
 
 

@@ -191,14 +191,20 @@ def parse_bool(text: str) -> bool:
     raise ValueError(f"expected true or false, not {text!r}")
 
 
-def parse_positive_int(text: str) -> int:
+def parse_count(text: str, minimum: int = 0) -> int:
+    """A whole number of at least *minimum* (a hop count, a connection count...)."""
     try:
         value = int(text)
     except ValueError:
         raise ValueError(f"expected a whole number, not {text!r}") from None
-    if value < 1:
-        raise ValueError(f"expected a number of at least 1, not {value}")
+    if value < minimum:
+        expected = "0 or more" if minimum == 0 else f"a number of at least {minimum}"
+        raise ValueError(f"expected {expected}, not {value}")
     return value
+
+
+def parse_positive_int(text: str) -> int:
+    return parse_count(text, 1)
 
 
 DEFAULT_PORTS = {"ws": 80, "http": 80, "wss": 443, "https": 443}
@@ -323,12 +329,6 @@ def _networks(text: str) -> tuple[Any, ...]:
     return parse_networks(text)
 
 
-def _hops(text: str) -> int:
-    from kgateway.clientaddr import parse_hops
-
-    return parse_hops(text)
-
-
 #: accept-options: name -> (parser, default). The defaults are documented in README.md.
 ACCEPT_OPTIONS: dict[str, tuple[OptionParser, Any]] = {
     "ws.maximum.message.size": (parse_size, 1024 * 1024),
@@ -341,7 +341,7 @@ ACCEPT_OPTIONS: dict[str, tuple[OptionParser, Any]] = {
     "https.bind": (parse_bind, None),
     "proxy.protocol": (_proxy_mode, "none"),
     "http.forwarded.trusted": (_networks, ()),
-    "http.forwarded.hops": (_hops, 0),
+    "http.forwarded.hops": (parse_count, 0),
     "ssl.protocols": (_tls_protocols, ()),
     "ssl.ciphers": (_tls_ciphers, None),
     "ssl.verify-client": (_tls_verify_client, "none"),
