@@ -505,7 +505,8 @@ def connect(
 ) -> defer.Deferred[ILink]:
     """Open a connection to *uri*; the Deferred fires with an ILink once it is usable.
 
-    *identity* is presented as a client certificate when ``ssl.present-certificate`` is set.
+    *identity*, when given, is presented as a client certificate (services pass
+    ``tls.connect_identity()``, which is None unless ``ssl.present-certificate`` is set).
     ``reverse+wss://`` takes a prepared Enterprise Shield connection (kgateway.shield) on
     behalf of *client*; ``udp://`` opens a connected UDP socket (kgateway.udp).
     Failures arrive as ConnectError with a reason fit for a log line or a close reason.
@@ -524,9 +525,8 @@ def connect(
     hostname = None
     if uri.is_tls:
         hostname = tls.VerifiedName(options["ssl.hostname"] or uri.host)
-        present = identity if options["ssl.present-certificate"] else None
         hostname.creator = tls.client_options(hostname, options["ssl.truststore"] or truststore,
-                                              present)
+                                              identity)
         endpoint = wrapClientTLS(hostname.creator, endpoint)
     factory: Any
     if uri.is_websocket:
