@@ -16,8 +16,10 @@ from typing import Any
 
 from zope.interface import implementer
 
+from kgateway import tls
 from kgateway.config import ConfigError, GatewayConfig, Problem, ServiceConfig
 from kgateway.interfaces import IGatewayService, ILink, ISession
+from kgateway.links import connect
 
 #: A property parser: text -> value, raising ValueError with a message saying what was expected.
 Parser = Callable[[str], Any]
@@ -96,6 +98,21 @@ class ServiceBase:
 
     def stop(self) -> None:
         pass
+
+
+class BackendService(ServiceBase):
+    """For service types that connect to a back end per client (proxy, amqp.proxy)."""
+
+    #: how back-end connections are made (tests give an in-memory one)
+    connect = staticmethod(connect)
+
+    def __init__(self, reactor: Any, config: ServiceConfig, gateway: GatewayConfig) -> None:
+        super().__init__(config)
+        self.reactor = reactor
+        self.settings = config.settings
+        self.truststore = gateway.security.truststore_file
+        # The client certificate for mutual TLS towards the back end (ssl.present-certificate).
+        self.identity = tls.connect_identity(gateway.security, config.connect_options)
 
 
 def _table() -> dict[str, ServiceType]:

@@ -29,13 +29,18 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from kgateway import tls
 from kgateway.amqp_session import AmqpRelay, RelaySettings
 from kgateway.config import GatewayConfig, ServiceConfig, parse_duration, parse_size
 from kgateway.interfaces import ILink, IPeer, ISession
-from kgateway.links import ConnectError, connect
+from kgateway.links import ConnectError
 from kgateway.protocols.amqp import FRAME_MIN_SIZE
-from kgateway.services import PathResolver, PropertySpec, ServiceBase, ServiceType, check_properties
+from kgateway.services import (
+    BackendService,
+    PathResolver,
+    PropertySpec,
+    ServiceType,
+    check_properties,
+)
 
 log = Logger()
 
@@ -245,17 +250,9 @@ class _BrokerPeer:
         self.session.broker_closed(reason)
 
 
-class AmqpService(ServiceBase):
-    #: how broker connections are made (tests give an in-memory one)
-    connect = staticmethod(connect)
-
+class AmqpService(BackendService):
     def __init__(self, reactor: Any, config: ServiceConfig, gateway: GatewayConfig) -> None:
-        self.reactor = reactor
-        self.config = config
-        self.settings = config.settings
-        self.truststore = gateway.security.truststore_file
-        # The client certificate for mutual TLS towards the broker (or another gateway).
-        self.identity = tls.connect_identity(gateway.security, config.connect_options)
+        super().__init__(reactor, config, gateway)
         s = self.settings
         self.relay_settings = RelaySettings(
             virtual_host=s["virtual.host"],

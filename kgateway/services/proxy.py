@@ -19,12 +19,17 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from kgateway import tls
 from kgateway.balancer import Balancer, Target, parse_strategy
 from kgateway.config import GatewayConfig, ServiceConfig, parse_duration, parse_size
-from kgateway.interfaces import IGatewayService, ILink, IPeer, ISession
-from kgateway.links import BAD_GATEWAY, NORMAL, ConnectError, connect
-from kgateway.services import PathResolver, PropertySpec, ServiceType, check_properties
+from kgateway.interfaces import ILink, IPeer, ISession
+from kgateway.links import BAD_GATEWAY, NORMAL, ConnectError
+from kgateway.services import (
+    BackendService,
+    PathResolver,
+    PropertySpec,
+    ServiceType,
+    check_properties,
+)
 
 log = Logger()
 
@@ -178,16 +183,9 @@ class _BackendPeer:
         self.session.backend_closed(code, reason)
 
 
-@implementer(IGatewayService)
-class ProxyService:
-    #: how back-end connections are made (tests give an in-memory one)
-    connect = staticmethod(connect)
-
+class ProxyService(BackendService):
     def __init__(self, reactor: Any, config: ServiceConfig, gateway: GatewayConfig) -> None:
-        self.reactor = reactor
-        self.config = config
-        self.settings = config.settings
-        self.truststore = gateway.security.truststore_file
+        super().__init__(reactor, config, gateway)
         interval = self.settings.get("connect.probe.interval")
         if interval is None:
             interval = 5.0 if len(config.connects) > 1 else 0.0
@@ -196,8 +194,6 @@ class ProxyService:
                                                                  "round-robin"),
             probe_interval=interval, probe_timeout=config.connect_options["connect.timeout"],
             name=config.name)
-        # The client certificate for mutual TLS towards the back end (another gateway).
-        self.identity = tls.connect_identity(gateway.security, config.connect_options)
 
     def session(self, link: ILink) -> ProxySession:
         return ProxySession(self, link)
