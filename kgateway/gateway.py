@@ -243,7 +243,21 @@ class GatewayService(service.MultiService):
         assert listener.stream_service is not None
         return StreamServerFactory(listener.stream_service, self.tracker)
 
-    def _endpoint(self, listener: Listener, family: int, address: str) -> Any:
+    def _tls_options(self, listener: Listener) -> Any:
+        """The TLS context of a listener's port: one for all its addresses."""
+        security = self.config.security
+        if not security.has_identity:
+            raise SystemExit(f"kgateway: {listener.describe()} needs <security><keystore>")
+        verify, protocols, ciphers = listener.tls_settings
+        try:
+            return tls.server_options(
+                tls.security_identity(security), protocols=protocols, ciphers=ciphers,
+                verify_client=verify, ca_file=security.truststore_file)
+        except tls.TLSConfigError as e:
+            raise SystemExit(f"kgateway: {listener.describe()}: {e}") from e
+
+    def _endpoint(self, listener: Listener, family: int, address: str,
+                  tls_options: Any) -> Any:
         if self.worker is not None:
             from kgateway.workers import ReusePortServerEndpoint
 
@@ -258,22 +272,13 @@ class GatewayService(service.MultiService):
         # refuses clients forging a header (kgateway.clientaddr).
         endpoint = ProxyProtocolEndpoint(endpoint, listener.proxy_protocol, self.reactor,
                                          listener.describe())
-        if listener.tls:
-            security = self.config.security
-            if not security.has_identity:
-                raise SystemExit(f"kgateway: {listener.describe()} needs <security><keystore>")
-            verify, protocols, ciphers = listener.tls_settings
-            try:
-                options = tls.server_options(
-                    tls.security_identity(security), protocols=protocols, ciphers=ciphers,
-                    verify_client=verify, ca_file=security.truststore_file)
-            except tls.TLSConfigError as e:
-                raise SystemExit(f"kgateway: {listener.describe()}: {e}") from e
-            endpoint = _TLSServerEndpoint(endpoint, options, ", ".join(listener.names))
+        if tls_options is not None:
+            endpoint = _TLSServerEndpoint(endpoint, tls_options, ", ".join(listener.names))
         return endpoint
 
     def privilegedStartService(self) -> None:
         for listener in self.listeners.values():
+            tls_options = self._tls_options(listener) if listener.tls else None
             for family, address in _addresses(listener.host, listener.port):
                 result: list[Any] = []
                 if listener.scheme_family == "udp":
@@ -287,7 +292,7 @@ class GatewayService(service.MultiService):
                     except Exception:
                         result.append(Failure())
                 else:
-                    endpoint = self._endpoint(listener, family, address)
+                    endpoint = self._endpoint(listener, family, address, tls_options)
                     endpoint.listen(self._factory(listener)).addBoth(result.append)
                 outcome = result[0] if result else None
                 if isinstance(outcome, Failure):
