@@ -1,0 +1,145 @@
+"""The <security> model, TLS accept/connect options and Enterprise Shield config checks."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from kgateway.certs import make_certificate
+from kgateway.config import ConfigError, parse_uri
+from kgateway.services import load_config
+
+NS = 'xmlns="http://xmlns.kaazing.org/2016/06/gateway"'
+
+
+def load(tmp_path, body: str):  # type: ignore[no-untyped-def]
+    path = tmp_path / "gateway.xml"
+    path.write_text(f'<?xml version="1.0"?>\n<gateway-config {NS}>\n'
+                    + textwrap.dedent(body).strip("\n") + "\n</gateway-config>\n")
+    return load_config(str(path), {}, {})
+
+
+def messages(tmp_path, body: str) -> list[str]:  # type: ignore[no-untyped-def]
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, body)
+    return [p.message for p in info.value.problems]
+
+
+@pytest.fixture
+def pem(tmp_path) -> str:  # type: ignore[no-untyped-def]
+    cert, key = make_certificate(str(tmp_path), "gw.test")
+    return (f"<security><keystore><certificate-file>{cert}</certificate-file>"
+            f"<key-file>{key}</key-file></keystore>"
+            f"<truststore><file>{tmp_path / 'ca.pem'}</file></truststore></security>")
+
+
+def test_reverse_uri_parses_with_a_path() -> None:
+    uri = parse_uri("reverse+wss://dmz:1443/shield/echo")
+    assert (uri.scheme, uri.port, uri.path, uri.is_reverse, uri.is_tls) == (
+        "reverse+wss", 1443, "/shield/echo", True, True)
+    with pytest.raises(ValueError, match="needs a port"):
+        parse_uri("reverse+wss://dmz/shield")
+
+
+def test_tls_accept_options_parse(tmp_path, pem) -> None:  # type: ignore[no-untyped-def]
+    cfg = load(tmp_path, pem + """
+      <service><accept>wss://localhost:9443/e</accept><type>echo</type><accept-options>
+        <ssl.protocols>TLSv1.3, TLSv1.2</ssl.protocols>
+        <ssl.ciphers>ECDHE+AESGCM:!aNULL</ssl.ciphers>
+        <ssl.verify-client>Required</ssl.verify-client>
+      </accept-options></service>""")
+    options = cfg.services[0].accept_options
+    assert options["ssl.protocols"] == ("TLSv1.2", "TLSv1.3")
+    assert options["ssl.ciphers"] == "ECDHE+AESGCM:!aNULL"
+    assert options["ssl.verify-client"] == "required"
+
+
+def test_bad_tls_option_values_are_reported(tmp_path, pem) -> None:  # type: ignore[no-untyped-def]
+    found = messages(tmp_path, pem + """
+      <service><accept>wss://localhost:9443/e</accept><type>echo</type><accept-options>
+        <ssl.protocols>SSLv3</ssl.protocols>
+        <ssl.ciphers>NOPE-NOTHING</ssl.ciphers>
+        <ssl.verify-client>sometimes</ssl.verify-client>
+      </accept-options></service>""")
+    assert any("insecure protocol 'SSLv3'" in m for m in found), found
+    assert any("no usable cipher" in m for m in found), found
+    assert any("none, optional or required" in m for m in found), found
+
+
+def test_verify_client_needs_a_truststore(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    cert, key = make_certificate(str(tmp_path), "gw.test")
+    found = messages(tmp_path, f"""
+      <security><keystore><certificate-file>{cert}</certificate-file>
+        <key-file>{key}</key-file></keystore></security>
+      <service><accept>wss://localhost:9443/e</accept><type>echo</type><accept-options>
+        <ssl.verify-client>optional</ssl.verify-client></accept-options></service>""")
+    assert any("add <security><truststore>" in m for m in found), found
+
+
+def test_java_keystore_types_point_to_the_conversion(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "keystore.db").write_bytes(b"x")
+    found = messages(tmp_path, """
+      <security><keystore><type>JCEKS</type><file>keystore.db</file>
+        <password>changeit</password></keystore></security>
+      <service><accept>ws://localhost:8000/e</accept><type>echo</type></service>""")
+    assert any("keytool -importkeystore" in m for m in found), found
+
+
+def test_pkcs12_keystore_and_password_file_are_read(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "ks.p12").write_bytes(b"x")
+    (tmp_path / "ks.pw").write_text("secret\n")
+    cfg = load(tmp_path, """
+      <security><keystore><type>PKCS12</type><file>ks.p12</file>
+        <password-file>ks.pw</password-file></keystore></security>
+      <service><accept>wss://localhost:9443/e</accept><type>echo</type></service>""")
+    assert cfg.security.keystore_file == str(tmp_path / "ks.p12")
+    assert cfg.security.keystore_password == "secret"
+    assert cfg.security.has_identity
+
+
+def test_shield_needs_keystore_and_truststore(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    found = messages(tmp_path, """
+      <service><accept>reverse+wss://dmz:1443/shield/e</accept><type>echo</type></service>""")
+    assert any("add <security><truststore>" in m for m in found), found
+    assert any("needs a certificate" in m or "add <security><keystore>" in m for m in found)
+
+
+def test_shield_on_both_sides_validates(tmp_path, pem) -> None:  # type: ignore[no-untyped-def]
+    cfg = load(tmp_path, pem + """
+      <service><name>dmz</name><accept>wss://localhost:443/e</accept>
+        <connect>reverse+wss://localhost:1443/shield/e</connect><type>proxy</type>
+        <connect-options><reverse.timeout>3sec</reverse.timeout></connect-options></service>
+      <service><name>inside</name><accept>reverse+wss://localhost:1443/shield/e</accept>
+        <type>echo</type><accept-options>
+          <reverse.prepared.connection.count>3</reverse.prepared.connection.count>
+          <reverse.retry.maximum.interval>1min</reverse.retry.maximum.interval>
+        </accept-options></service>""")
+    dmz, inside = cfg.services
+    assert dmz.connect_options["reverse.timeout"] == 3.0
+    assert inside.accept_options["reverse.prepared.connection.count"] == 3
+    assert inside.accept_options["reverse.retry.maximum.interval"] == 60.0
+
+
+def test_backplane_cannot_share_a_port_with_other_tls_settings(tmp_path, pem) -> None:  # type: ignore[no-untyped-def]
+    found = messages(tmp_path, pem + """
+      <service><name>public</name><accept>wss://localhost:1443/e</accept><type>echo</type></service>
+      <service><name>dmz</name><accept>ws://localhost:80/e</accept>
+        <connect>reverse+wss://localhost:1443/shield/e</connect><type>proxy</type></service>""")
+    assert any("Enterprise Shield backplane needs a port of its own" in m for m in found), found
+
+
+def test_backplane_verify_client_must_stay_required(tmp_path, pem) -> None:  # type: ignore[no-untyped-def]
+    found = messages(tmp_path, pem + """
+      <service><accept>ws://localhost:80/e</accept>
+        <connect>reverse+wss://localhost:1443/shield/e</connect><type>proxy</type>
+        <connect-options><ssl.verify-client>none</ssl.verify-client></connect-options></service>""")
+    assert any("always requires client certificates" in m for m in found), found
+
+
+def test_udp_accept_and_connect(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    cfg = load(tmp_path, """
+      <service><accept>udp://localhost:5353</accept><connect>ws://b:80/dns</connect>
+        <type>proxy</type><accept-options><udp.idle.timeout>5sec</udp.idle.timeout>
+        </accept-options></service>""")
+    assert cfg.services[0].accept_options["udp.idle.timeout"] == 5.0
