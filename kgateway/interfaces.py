@@ -1,25 +1,63 @@
-"""The interfaces between transports and services, all in one place.
+"""The contract between transports and services, all in one place. Floor 0: no kgateway
+import.
 
 A service never sees a Twisted protocol or an Autobahn one. It sees *links*:
 
-    client --ws/wss/tcp/ssl--> [ adapter ] --ILink--> ISession (the service's logic)
-                                                        |
-                                                        +--ILink--> [ adapter ] --> back end
+    client --ws/wss/tcp/ssl/udp--> [ accept adapter ] --ILink--> ISession (the service's logic)
+                                                                   |
+                    back end <-- [ connect adapter ] <--ILink------+  (through an IConnector;
+                                 --ILinkReceiver-->                    the back end's data goes
+                                                                       to an ILinkReceiver)
 
-An adapter (``kgateway.links``) turns WebSocket messages or stream bytes into calls on an
-``ISession`` and offers the session an ``ILink`` to write, close and apply back-pressure.
-The same session code therefore serves ``ws://`` and ``tcp://`` accepts alike.
+An adapter (``kgateway.transport``) turns WebSocket messages or stream bytes into calls on an
+``ISession`` (or, for links the gateway opened, an ``ILinkReceiver``) and offers an ``ILink``
+to write, close and apply back-pressure. The same session code therefore serves ``ws://``,
+``tcp://``, ``udp://`` and Enterprise Shield clients alike.
+
+The optional hooks the gateway looks for are declared here too: ``IGoingAway`` (a session's
+goodbye before a drain closes it), ``ITrackedConnection`` (what the tracker can end),
+``IHTTPService`` (a service that serves plain HTTP), ``IBackendStatus`` (a service that can
+say whether its back ends are up) and ``IGatewayStatus`` (what health and metrics read).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
+
+# WebSocket close codes (RFC 6455 section 7.4.1 and the IANA registry) the gateway sends.
+NORMAL = 1000
+GOING_AWAY = 1001
+PROTOCOL_ERROR = 1002
+POLICY_VIOLATION = 1008
+MESSAGE_TOO_BIG = 1009
+INTERNAL_ERROR = 1011
+BAD_GATEWAY = 1014
+#: codes that describe what happened but may never be sent in a close frame
+UNSENDABLE = frozenset({1005, 1006, 1015})
+
+
+class ConnectError(Exception):
+    """A back end could not be reached; the message says why, for logs and close reasons."""
+
+
+class ILinkReceiver(Interface):
+    """What receives a link's data: a session, or the owner of a link the gateway opened."""
+
+    def received(data: bytes, binary: bool) -> None:
+        """A WebSocket message (*binary* says which kind), or bytes from a stream (binary)."""
+
+    def closed(code: int | None, reason: str) -> None:
+        """The connection ended; *code* is the WebSocket close code, None for streams."""
 
 
 class ILink(Interface):
     """One connection, WebSocket or byte stream, as a session sees it."""
 
-    peer = Attribute("The remote end as 'host:port' (the real client address where known).")
+    remote = Attribute("The other end as 'host:port' (the real client address where known).")
     protocol = Attribute("The negotiated WebSocket subprotocol, or None.")
     is_websocket = Attribute("True when writes become WebSocket messages.")
     transport = Attribute(
@@ -30,11 +68,11 @@ class ILink(Interface):
     def write(data: bytes, binary: bool = True) -> None:
         """Send *data*: one WebSocket message (binary or text), or bytes on a stream."""
 
-    def close(code: int = 1000, reason: str = "") -> None:
+    def close(code: int = NORMAL, reason: str = "") -> None:
         """Close: a WebSocket close frame with *code*, or a TCP FIN once buffers drain."""
 
     def pause_reading() -> None:
-        """Stop delivering data to the session until resume_reading()."""
+        """Stop delivering data to the receiver until resume_reading()."""
 
     def resume_reading() -> None:
         """Deliver data again."""
@@ -50,8 +88,8 @@ class ILink(Interface):
         """Call the registered producer full once more than *limit* bytes wait to be written."""
 
 
-class ISession(Interface):
-    """A service's logic for one connection, driven by an adapter."""
+class ISession(ILinkReceiver):
+    """A service's logic for one accepted connection, driven by an accept adapter."""
 
     def negotiate(offered: list[str]) -> object:
         """Get ready before the client may send: for WebSocket, choose a subprotocol.
@@ -63,33 +101,37 @@ class ISession(Interface):
     def opened() -> None:
         """The connection is established (after the WebSocket handshake)."""
 
-    def received(data: bytes, binary: bool) -> None:
-        """A WebSocket message (*binary* says which kind), or bytes from a stream (binary)."""
-
-    def closed(code: int | None, reason: str) -> None:
-        """The connection ended; *code* is the WebSocket close code, None for streams."""
-
 
 class IGoingAway(Interface):
     """Optional for an ISession: warn the client before a draining gateway closes it.
 
     When a drain's time is up (SIGTERM, see README "Pools and high availability") the adapter
-    calls ``going_away()`` if the session has it, then closes the connection (WebSocket close
-    1001 Going Away, FIN on streams). A jms session sends its STOMP ERROR frame here.
+    calls ``going_away()`` if the session provides this, then closes the connection
+    (WebSocket close 1001 Going Away, FIN on streams). A jms session sends a STOMP ERROR.
     """
 
     def going_away() -> None:
         """The gateway is shutting down: say so in the session's own protocol, now."""
 
 
-class IPeer(Interface):
-    """The receiving end of a link the gateway opened itself (a back-end connection)."""
+class ITrackedConnection(Interface):
+    """A client connection the ConnectionTracker counts, and a drain can end."""
 
-    def received(data: bytes, binary: bool) -> None:
-        """Data from the back end."""
+    def going_away() -> None:
+        """Tell the session (IGoingAway), then close: WebSocket 1001, FIN on streams."""
 
-    def closed(code: int | None, reason: str) -> None:
-        """The back-end connection ended."""
+    def abort() -> None:
+        """Drop the connection now."""
+
+
+class IConnector(Interface):
+    """Reaches any back end: tcp/ssl/ws/wss, udp, and reverse+wss (Enterprise Shield)."""
+
+    def connect(uri: Any, options: Any, receiver: ILinkReceiver, *,
+                protocols: Sequence[str] = (), client: str = "") -> Deferred[Any]:
+        """A Deferred firing with an ILink once the back end is usable (TCP, TLS and any
+        WebSocket handshake done), or failing with ConnectError; the back end's data goes
+        to *receiver*. *client* is the address of the client on whose behalf it connects."""
 
 
 class IGatewayService(Interface):
@@ -105,3 +147,29 @@ class IGatewayService(Interface):
 
     def stop() -> object:
         """Stop it; may return a Deferred."""
+
+
+class IHTTPService(IGatewayService):
+    """A service that answers plain HTTP (directory, health, metrics) at its accept's path."""
+
+    def http_resource() -> Any:
+        """The twisted.web IResource serving the service's path."""
+
+
+class IBackendStatus(Interface):
+    """A service with back ends whose reachability health and metrics report."""
+
+    def backend_status() -> dict[str, dict[str, object]]:
+        """Per target URI: ``{"up": bool, ...}`` (active clients, last error)."""
+
+    def backend_reachable() -> bool:
+        """False while none of its targets is reachable."""
+
+
+class IGatewayStatus(Interface):
+    """The narrow view of the running gateway that health and metrics read."""
+
+    draining = Attribute("True from SIGTERM until the process ends.")
+    worker = Attribute("This worker's number with --workers, else None.")
+    tracker = Attribute("The ConnectionTracker: live connections and counters per service.")
+    services = Attribute("Service name -> IGatewayService, in configuration order.")

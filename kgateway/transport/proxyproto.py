@@ -1,11 +1,12 @@
-"""The real client address behind load balancers: PROXY protocol and Forwarded headers.
+"""The PROXY protocol (v1, v2) on a listening socket, under TLS: the real client behind a
+load balancer.
 
     client --> HAProxy / F5 / nginx --[PROXY header]--> ProxyProtocolWrapper --> TLS? --> HTTP
                                                         (getPeer() = the client)      or stream
 
 Every listening socket is wrapped by :class:`ProxyProtocolFactory`, outside TLS (the header
 comes before the TLS handshake), so ``getPeer()`` of everything above it, and hence
-``ILink.peer``, the logs and the access log, report the client the balancer spoke for.
+``ILink.remote``, the logs and the access log, report the client the balancer spoke for.
 
 * ``proxy.protocol`` ``v1`` / ``v2`` / ``any``: the header is required; a connection without
   a valid one is closed (logged ``refusing ...``) before anything reaches a service.
@@ -14,15 +15,11 @@ comes before the TLS handshake), so ``getPeer()`` of everything above it, and he
   the same way. Other bytes pass through untouched (only a client that sends a strict prefix
   of a signature, like a lone ``P``, waits for its next bytes before they are delivered).
 
-``X-Forwarded-For`` and ``Forwarded`` (RFC 7239) are HTTP-level and are trusted only as
-configured by ``http.forwarded.hops`` (that many proxies append to the header) or
-``http.forwarded.trusted`` (addresses of proxies, CIDR): :func:`forwarded_client`.
+The header itself is parsed by the sans-IO ``kgateway.protocols.proxy_protocol``.
 """
 
 from __future__ import annotations
 
-import ipaddress
-from collections.abc import Sequence
 from typing import Any
 
 from twisted.internet.address import IPv4Address, IPv6Address
@@ -34,134 +31,17 @@ from twisted.python.failure import Failure
 from zope.interface import directlyProvides, providedBy
 
 from kgateway.protocols.proxy_protocol import (
-    MODES,
     ProxyHeader,
     ProxyHeaderParser,
     ProxyProtocolError,
     signature_match,
 )
+from kgateway.transport.links import format_address
 
 log = Logger()
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
 #: a client (or a balancer) must send its PROXY header within this many seconds
 HEADER_TIMEOUT = 10.0
-
-
-# -- option parsers (used by kgateway.config) -------------------------------------------------
-
-
-def parse_proxy_mode(text: str) -> str:
-    mode = text.strip().lower()
-    if mode not in MODES:
-        raise ValueError(f"expected one of {', '.join(MODES)}, not {text!r}")
-    return mode
-
-
-def parse_networks(text: str) -> tuple[Network, ...]:
-    """``10.0.0.0/8, 192.0.2.7, ::1`` -> networks (a bare address is a /32 or /128)."""
-    networks = []
-    for item in text.replace(",", " ").split():
-        try:
-            networks.append(ipaddress.ip_network(item, strict=False))
-        except ValueError:
-            raise ValueError(f"expected addresses or CIDR networks, not {item!r}") from None
-    return tuple(networks)
-
-
-# -- Forwarded / X-Forwarded-For --------------------------------------------------------------
-
-
-def _node(text: str) -> tuple[str, int | None] | None:
-    """An address from XFF (``1.2.3.4``, ``::1``) or a Forwarded ``for=`` (``"[::1]:80"``)."""
-    text = text.strip().strip('"')
-    port: int | None = None
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        if rest.startswith(":") and rest[1:].isdigit():
-            port = int(rest[1:])
-    elif text.count(":") == 1:
-        host, _, port_text = text.partition(":")
-        port = int(port_text) if port_text.isdigit() else None
-    else:
-        host = text
-    try:
-        return str(ipaddress.ip_address(host)), port
-    except ValueError:
-        return None  # "unknown", an obfuscated "_hidden", garbage: not an address we can use
-
-
-def forwarded_chain(headers: Any) -> list[tuple[str, int | None] | None]:
-    """The client chain a header names, leftmost (claimed original client) first.
-
-    *headers* maps lower-case names to values (several lines joined by commas). ``Forwarded``
-    wins over ``X-Forwarded-For`` when both are present.
-    """
-    forwarded = headers.get("forwarded")
-    if forwarded:
-        chain: list[tuple[str, int | None] | None] = []
-        for element in forwarded.split(","):
-            found: tuple[str, int | None] | None = None
-            for pair in element.split(";"):
-                name, _, value = pair.strip().partition("=")
-                if name.lower() == "for":
-                    found = _node(value)
-            chain.append(found)
-        return chain
-    xff = headers.get("x-forwarded-for")
-    if xff:
-        return [_node(item) for item in xff.split(",")]
-    return []
-
-
-def forwarded_client(peer: str, headers: Any, trusted: Sequence[Network] = (),
-                     hops: int = 0) -> str:
-    """The client address to believe, as ``host`` or ``host:port``; *peer* if none is trusted.
-
-    *peer* is the TCP peer (after any PROXY header). With *hops* N the last N entries were
-    added by proxies we run, so the entry before them is the client. With *trusted*
-    networks, entries are dropped from the right while they (starting with *peer*) are
-    trusted proxies. Neither configured: the headers are ignored, a client can write them.
-    """
-    if not hops and not trusted:
-        return peer
-    chain = forwarded_chain(headers)
-    if not chain:
-        return peer
-    if hops:
-        node = chain[max(0, len(chain) - hops)]
-        return _format(node) if node is not None else peer
-
-    def is_trusted(host: str) -> bool:
-        address = ipaddress.ip_address(host)
-        return any(address in net for net in trusted)
-
-    if not is_trusted(_host_of(peer)):
-        return peer
-    for node in reversed(chain):
-        if node is None:
-            return peer
-        if not is_trusted(node[0]):
-            return _format(node)
-        peer = _format(node)
-    return peer  # every hop is a trusted proxy: the leftmost one is all we know
-
-
-def _host_of(peer: str) -> str:
-    if peer.startswith("["):
-        return peer[1:].partition("]")[0]
-    return peer.rpartition(":")[0] if peer.count(":") == 1 else peer
-
-
-def _format(node: tuple[str, int | None]) -> str:
-    host, port = node
-    if port is None:
-        return host
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-# -- the PROXY protocol on a listening socket -------------------------------------------------
 
 
 class ProxyProtocolWrapper(policies.ProtocolWrapper):
@@ -188,7 +68,7 @@ class ProxyProtocolWrapper(policies.ProtocolWrapper):
         Protocol.makeConnection(self, transport)
         self.factory.registerProtocol(self)
 
-    # The write-buffer limit (links.set_write_limit) belongs to the socket, not to the wrapper.
+    # The write-buffer limit (ILink.set_write_limit) belongs to the socket, not to the wrapper.
     @property
     def bufferSize(self) -> int:
         return int(self.transport.bufferSize)
@@ -245,7 +125,7 @@ class ProxyProtocolWrapper(policies.ProtocolWrapper):
             self.wrappedProtocol.dataReceived(self.parser.remainder)
 
     def _refuse(self, why: str) -> None:
-        log.warn("refusing {peer} on {accept}: {why}", peer=_describe(self.transport.getPeer()),
+        log.warn("refusing {peer} on {accept}: {why}", peer=format_address(self.transport.getPeer()),
                  accept=self.factory.describe, why=why)
         self.refused = True
         self.pending = b""
@@ -267,14 +147,6 @@ def _address(header: ProxyHeader) -> IAddress | None:
     if ":" in host:
         return IPv6Address("TCP", host, port)
     return IPv4Address("TCP", host, port)
-
-
-def _describe(address: IAddress) -> str:
-    host = getattr(address, "host", None)
-    if host is None:
-        return str(address)
-    port = getattr(address, "port", 0)
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class ProxyProtocolFactory(policies.WrappingFactory):

@@ -13,27 +13,27 @@ no flow control: a paused reader drops datagrams instead of buffering them.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import defer
-from twisted.internet.interfaces import IDelayedCall, IPushProducer
+from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from kgateway.config import URI, Options
-from kgateway.interfaces import IGatewayService, ILink, IPeer, ISession
-from kgateway.links import (
-    TRACKER,
+from kgateway.config import URI, Options, format_hostport
+from kgateway.interfaces import (
     ConnectError,
-    ConnectionTracker,
-    access_log,
-    format_address,
-    session_going_away,
+    IGatewayService,
+    ILink,
+    ILinkReceiver,
+    ISession,
+    ITrackedConnection,
 )
+from kgateway.timers import IdleTimer
+from kgateway.transport.tracker import ConnectionTracker, session_going_away
 
 log = Logger()
 
@@ -57,34 +57,15 @@ class _Gate:
         self.paused = True
 
 
-class _Idle:
-    def __init__(self, reactor: Any, timeout: float, expire: Any) -> None:
-        self.reactor, self.timeout, self.expire = reactor, timeout, expire
-        self.call: IDelayedCall | None = None
-        self.touch()
-
-    def touch(self) -> None:
-        if self.timeout <= 0:
-            return
-        if self.call is not None and self.call.active():
-            self.call.reset(self.timeout)
-        else:
-            self.call = self.reactor.callLater(self.timeout, self.expire)
-
-    def cancel(self) -> None:
-        if self.call is not None and self.call.active():
-            self.call.cancel()
-
-
 @implementer(ILink)
 class UDPLink:
     is_websocket = False
     protocol = None
 
-    def __init__(self, send: Any, peer: str, on_close: Any) -> None:
+    def __init__(self, send: Any, remote: str, on_close: Any) -> None:
         self._send = send
         self._on_close = on_close
-        self.peer = peer
+        self.remote = remote
         self.transport = _Gate()
         self.sent = 0
 
@@ -108,16 +89,16 @@ class UDPLink:
         pass
 
 
+@implementer(ITrackedConnection)
 class _Client:
     """One client address of a udp:// accept; tracked like a connection (ConnectionTracker)."""
 
-    def __init__(self, link: UDPLink, session: ISession, idle: _Idle,
+    def __init__(self, link: UDPLink, session: ISession, idle: IdleTimer,
                  end: Callable[[str], None]) -> None:
         self.link, self.session, self.idle = link, session, idle
         self.ready = False
         self.early: list[bytes] = []
         self.received = 0
-        self.started = time.monotonic()
         self._end = end
 
     def going_away(self) -> None:
@@ -132,7 +113,7 @@ class UDPServerProtocol(DatagramProtocol):
     """A udp:// accept: a session per client address."""
 
     def __init__(self, reactor: Any, service: IGatewayService,
-                 tracker: ConnectionTracker = TRACKER) -> None:
+                 tracker: ConnectionTracker) -> None:
         self.reactor = reactor
         self.service = service
         self.tracker = tracker
@@ -152,12 +133,12 @@ class UDPServerProtocol(DatagramProtocol):
             client.session.received(datagram, True)
 
     def _new(self, addr: tuple[str, int]) -> _Client:
-        peer = format_address(type("A", (), {"host": addr[0], "port": addr[1]})())
+        peer = format_hostport(addr[0], addr[1])
         transport: Any = self.transport
         link = UDPLink(lambda data: transport.write(data, addr), peer,
                        lambda reason: self._end(addr, reason or "closed"))
         session = self.service.session(link)
-        client = _Client(link, session, _Idle(self.reactor, self.timeout,
+        client = _Client(link, session, IdleTimer(self.reactor, self.timeout,
                                               lambda: self._end(addr, "idle timeout")),
                          lambda reason: self._end(addr, reason))
         self.clients[addr] = client
@@ -187,10 +168,8 @@ class UDPServerProtocol(DatagramProtocol):
         if client is None:
             return
         client.idle.cancel()
-        name = self.service.config.name
-        self.tracker.remove(name, client, client.received, client.link.sent)
-        access_log(name, client.link.peer, client.started, client.received, client.link.sent,
-                   reason)
+        self.tracker.ended(self.service.config.name, client, client.link.remote,
+                           client.received, client.link.sent, reason)
         client.session.closed(None, reason)
 
     def stopProtocol(self) -> None:
@@ -199,15 +178,15 @@ class UDPServerProtocol(DatagramProtocol):
 
 
 class _UDPClientProtocol(DatagramProtocol):
-    def __init__(self, reactor: Any, peer: IPeer, timeout: float) -> None:
-        self.peer = peer
-        self.idle = _Idle(reactor, timeout, lambda: self.end("idle timeout"))
+    def __init__(self, reactor: Any, receiver: ILinkReceiver, timeout: float) -> None:
+        self.receiver = receiver
+        self.idle = IdleTimer(reactor, timeout, lambda: self.end("idle timeout"))
         self.port: Any = None
         self.ended = False
 
     def datagramReceived(self, datagram: bytes, addr: Any) -> None:
         self.idle.touch()
-        self.peer.received(datagram, True)
+        self.receiver.received(datagram, True)
 
     def connectionRefused(self) -> None:
         pass  # an ICMP error for one datagram; UDP goes on
@@ -226,21 +205,22 @@ class _UDPClientProtocol(DatagramProtocol):
         if self.port is not None:
             self.port.stopListening()
         if notify:
-            self.peer.closed(None, reason)
+            self.receiver.closed(None, reason)
 
 
-def connect(reactor: Any, uri: URI, options: Options, peer: IPeer) -> defer.Deferred[ILink]:
+def connect(reactor: Any, uri: URI, options: Options,
+            receiver: ILinkReceiver) -> defer.Deferred[ILink]:
     """A connected UDP socket to *uri* for one session."""
 
     def resolved(address: str) -> ILink:
-        proto = _UDPClientProtocol(reactor, peer, options["udp.idle.timeout"])
+        proto = _UDPClientProtocol(reactor, receiver, options["udp.idle.timeout"])
         try:
             proto.port = reactor.listenUDP(0, proto, interface="::" if ":" in address else "")
             transport: Any = proto.transport
             transport.connect(address, uri.port)
         except Exception as e:
             raise ConnectError(f"cannot open a UDP socket to {uri}: {e}") from e
-        return UDPLink(proto.write, f"{address}:{uri.port}",
+        return UDPLink(proto.write, format_hostport(address, uri.port),
                        lambda reason: proto.end(reason, notify=False))
 
     def unresolved(reason: Failure) -> ILink:

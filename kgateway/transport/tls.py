@@ -9,8 +9,9 @@ the ``ssl.present-certificate`` connect-option asks for mutual TLS.
              ``ssl.truststore`` or ``<security><truststore>`` or the platform's store;
              optionally the identity as a client certificate
 
-Handshake failures are turned into short reasons (``describe_ssl_error``) that say which
-check failed: hostname, untrusted, expired, or a missing client certificate.
+Handshake failures are turned into short reasons that say which check failed: hostname,
+untrusted, expired, or a missing client certificate (``ClientTLS.explain`` on connects,
+``describe_ssl_error`` and the logging ``TLSServerEndpoint`` on accepts).
 """
 
 from __future__ import annotations
@@ -27,17 +28,24 @@ from service_identity.hazmat import DNS_ID, IPAddress_ID, verify_service_identit
 from service_identity.pyopenssl import extract_patterns
 from twisted.internet import ssl
 from twisted.internet.abstract import isIPAddress, isIPv6Address
-from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IListeningPort, IOpenSSLClientConnectionCreator
+from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
+
+from kgateway.config import Options, Security
+from kgateway.transport.links import format_address
+
+log = Logger()
 
 _PEM_CERT = re.compile(
     rb"-----BEGIN CERTIFICATE-----\r?\n.+?\r?\n-----END CERTIFICATE-----", re.DOTALL
 )
 
-#: ssl.protocols values, oldest first
+#: ssl.protocols values (kgateway.config.options.TLS_PROTOCOLS) as OpenSSL versions
 PROTOCOLS = {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
-VERIFY_CLIENT = ("none", "optional", "required")
 
 
 class TLSConfigError(Exception):
@@ -58,39 +66,6 @@ def load_certificates(path: str) -> list[ssl.Certificate]:
     if not blocks:
         raise TLSConfigError(f"{path}: no PEM certificate found")
     return [ssl.Certificate.loadPEM(block) for block in blocks]
-
-
-# -- option values (parsed while the configuration loads) ------------------------------------
-
-
-def parse_protocols(text: str) -> tuple[str, ...]:
-    """``TLSv1.2,TLSv1.3`` -> a tuple of known protocol names, oldest first."""
-    names = [n.strip() for n in text.replace(" ", ",").split(",") if n.strip()]
-    for name in names:
-        if name not in PROTOCOLS:
-            raise ValueError(f"unknown or insecure protocol {name!r}; expected "
-                             + " and/or ".join(PROTOCOLS))
-    if not names:
-        raise ValueError("expected TLSv1.2 and/or TLSv1.3")
-    return tuple(n for n in PROTOCOLS if n in names)
-
-
-def parse_ciphers(text: str) -> str:
-    """An OpenSSL cipher string (TLS 1.2 and below); rejected if it selects nothing."""
-    context = SSL.Context(SSL.TLS_METHOD)
-    try:
-        context.set_cipher_list(text.strip().encode())
-    except SSL.Error:
-        raise ValueError(f"no usable cipher in {text!r} (an OpenSSL cipher string such as "
-                         "ECDHE+AESGCM:!aNULL)") from None
-    return text.strip()
-
-
-def parse_verify_client(text: str) -> str:
-    value = text.strip().lower()
-    if value not in VERIFY_CLIENT:
-        raise ValueError(f"expected none, optional or required, not {text!r}")
-    return value
 
 
 # -- the gateway's identity --------------------------------------------------------------------
@@ -129,13 +104,13 @@ def load_identity(certificate_file: str | None, key_file: str | None,
     return Identity(pkey, chain)
 
 
-def security_identity(security: Any) -> Identity:
+def security_identity(security: Security) -> Identity:
     """The Identity named by a ``config.Security``."""
     return load_identity(security.certificate_file, security.key_file,
                          security.keystore_file, security.keystore_password)
 
 
-def connect_identity(security: Any, connect_options: Any) -> Identity | None:
+def connect_identity(security: Security, connect_options: Options) -> Identity | None:
     """The client certificate a service's connects present: the keystore's identity when the
     ``ssl.present-certificate`` connect-option asks for mutual TLS, else none."""
     if not connect_options["ssl.present-certificate"]:
@@ -210,69 +185,82 @@ def trust_root(ca_file: str | None) -> Any:
     return ssl.trustRootFromCertificates(load_certificates(ca_file))
 
 
-def client_options(hostname: str, ca_file: str | None,
-                   identity: Identity | None = None) -> IOpenSSLClientConnectionCreator:
-    """Options for a connecting TLS endpoint that checks the chain and the *hostname*,
-    presenting *identity* as a client certificate when given (mutual TLS)."""
-    client_cert = None
-    extra: dict[str, Any] = {}
-    if identity is not None:
-        client_cert = ssl.PrivateCertificate.fromCertificateAndKeyPair(
-            ssl.Certificate(identity.chain[0]), ssl.KeyPair(identity.key))
-        if len(identity.chain) > 1:
-            extra["extraCertChain"] = list(identity.chain[1:])
-    return _Explaining(ssl.optionsForClientTLS(hostname, trustRoot=trust_root(ca_file),
-                                               clientCertificate=client_cert,
-                                               extraCertificateOptions=extra or None),
-                       hostname)
+class ClientTLS:
+    """The TLS side of one connect: checks the chain and *hostname*, presents *identity* as a
+    client certificate when given (mutual TLS), and explains a failure afterwards.
+
+    ``creator`` goes to ``wrapClientTLS``. Its verify callback makes the same checks as
+    Twisted's own (OpenSSL's chain verdict, then service-identity on the leaf), and also
+    remembers whether the chain failed because it expired: OpenSSL's error only says
+    "certificate verify failed", and a refusal should say which check failed.
+    """
+
+    def __init__(self, hostname: str, ca_file: str | None,
+                 identity: Identity | None = None) -> None:
+        self.hostname = hostname
+        self.expired = False
+        client_cert = None
+        extra: dict[str, Any] = {}
+        if identity is not None:
+            client_cert = ssl.PrivateCertificate.fromCertificateAndKeyPair(
+                ssl.Certificate(identity.chain[0]), ssl.KeyPair(identity.key))
+            if len(identity.chain) > 1:
+                extra["extraCertChain"] = list(identity.chain[1:])
+        inner = ssl.optionsForClientTLS(hostname, trustRoot=trust_root(ca_file),
+                                        clientCertificate=client_cert,
+                                        extraCertificateOptions=extra or None)
+        self.creator: IOpenSSLClientConnectionCreator = _Creator(self, inner)
+        if isIPAddress(hostname) or isIPv6Address(hostname):
+            self._identity: Any = IPAddress_ID(hostname)
+        else:
+            self._identity = DNS_ID(hostname)
+
+    def explain(self, reason: Failure) -> str:
+        """A short reason for a failed connect, fit for a close frame and a log line."""
+        value = reason.value
+        if isinstance(value, VerificationError):
+            return f"TLS hostname verification failed: certificate does not name {self.hostname}"
+        if isinstance(value, SSL.Error):
+            text = str(value)
+            if "certificate verify failed" in text:
+                detail = "expired" if self.expired or "expired" in text else "untrusted"
+                return f"TLS certificate verification failed ({detail} certificate)"
+            return describe_ssl_error(value)
+        return reason.getErrorMessage()
+
+    def _verify(self, tls_protocol: Any, conn: SSL.Connection, cert: crypto.X509, errno: int,
+                depth: int, ok: int) -> bool:
+        if not ok:
+            self.expired = self.expired or errno == _EXPIRED
+            return False
+        if depth != 0:
+            return True
+        try:
+            verify_service_identity(extract_patterns(cert), [self._identity], [])
+        except VerificationError:
+            tls_protocol.failVerification(Failure())
+            return False
+        return True
+
+
+def is_tls_failure(reason: Failure | None) -> bool:
+    """Whether a lost connection was a TLS refusal (worth ClientTLS.explain())."""
+    return reason is not None and isinstance(reason.value, (SSL.Error, VerificationError))
 
 
 @implementer(IOpenSSLClientConnectionCreator)
-class _Explaining:
-    """Twisted's client TLS, with a verify callback that also remembers an expired chain.
+class _Creator:
+    """Twisted's client TLS with ClientTLS's verify callback."""
 
-    Same checks as Twisted's own callback: OpenSSL's chain verdict, then service-identity on
-    the leaf; a hostname mismatch fails the connection with VerificationError as before.
-    """
-
-    def __init__(self, inner: IOpenSSLClientConnectionCreator, hostname: str) -> None:
+    def __init__(self, owner: ClientTLS, inner: IOpenSSLClientConnectionCreator) -> None:
+        self.owner = owner
         self.inner = inner
-        self.expired = False
-        if isIPAddress(hostname) or isIPv6Address(hostname):
-            self.identity: Any = IPAddress_ID(hostname)
-        else:
-            self.identity = DNS_ID(hostname)
 
     def clientConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
         connection = self.inner.clientConnectionForTLS(tlsProtocol)
-
-        def verify(conn: SSL.Connection, cert: crypto.X509, errno: int, depth: int,
-                   ok: int) -> bool:
-            if not ok:
-                self.expired = self.expired or errno == _EXPIRED
-                return False
-            if depth != 0:
-                return True
-            try:
-                verify_service_identity(extract_patterns(cert), [self.identity], [])
-            except VerificationError:
-                tlsProtocol.failVerification(Failure())
-                return False
-            return True
-
-        connection.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, verify)
+        connection.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT,
+                              lambda *args: self.owner._verify(tlsProtocol, *args))
         return connection
-
-
-class VerifiedName(str):
-    """A hostname being verified, with the creator that can say why verification failed."""
-
-    creator: Any = None
-
-
-def server_verify_failure(hostname: object) -> str | None:
-    """"expired" or None, for a connect to *hostname* (a VerifiedName) whose handshake failed."""
-    return "expired" if getattr(getattr(hostname, "creator", None), "expired", False) else None
 
 
 def describe_ssl_error(error: BaseException, server_side: bool = False) -> str:
@@ -298,3 +286,42 @@ def _openssl_reason(error: BaseException) -> str:
     stack = error.args[0] if error.args and isinstance(error.args[0], list) else []
     reasons = [str(item[-1]) for item in stack if isinstance(item, tuple) and item]
     return ", ".join(reasons) or str(error) or type(error).__name__
+
+
+# -- a TLS server endpoint that says why clients were refused ---------------------------------
+
+
+class TLSServerEndpoint:
+    """Wraps a server endpoint in TLS (Twisted has wrapClientTLS but no server twin) and logs,
+    for each refused client, which check failed and which services it was refused by."""
+
+    def __init__(self, endpoint: Any, options: Any, services: str = "") -> None:
+        self.endpoint = endpoint
+        self.options = options
+        self.services = services
+
+    def listen(self, factory: Any) -> Deferred[IListeningPort]:
+        tls_factory = _LoggingTLSFactory(self.options, False, factory)
+        tls_factory.services = self.services
+        result: Deferred[IListeningPort] = self.endpoint.listen(tls_factory)
+        return result
+
+
+class _LoggingTLSProtocol(TLSMemoryBIOProtocol):
+    factory: _LoggingTLSFactory
+
+    def _tlsShutdownFinished(self, reason: Failure | None) -> None:
+        if reason is not None and isinstance(reason.value, SSL.Error) \
+                and not self._handshakeDone:
+            transport: Any = self.transport
+            why = client_verify_error(self._tlsConnection) or \
+                describe_ssl_error(reason.value, server_side=True)
+            log.info("TLS client {peer} refused by {services}: {reason}",
+                     peer=format_address(transport.getPeer()),
+                     services=self.factory.services, reason=why)
+        super()._tlsShutdownFinished(reason)
+
+
+class _LoggingTLSFactory(TLSMemoryBIOFactory):
+    protocol = _LoggingTLSProtocol
+    services = ""

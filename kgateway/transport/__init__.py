@@ -1,0 +1,16 @@
+"""Twisted and Autobahn adapters: bytes and messages in, ISession / ILinkReceiver calls out.
+Floor 2: imports config, protocols and interfaces only.
+
+    links.py        ILink over a Twisted or Autobahn protocol: StreamLink, WebSocketLink
+    accept.py       accepted clients: StreamServerProtocol, GatewayWebSocketProtocol, origins
+    connect.py      links the gateway opens (tcp, ssl, ws, wss): usable only once TCP, TLS
+                    and the WebSocket handshake are all done
+    udp.py          udp accepts (a session per client address) and connected udp links
+    tracker.py      live client connections per service, the access log
+    proxyproto.py   the PROXY protocol wrapper on listening sockets (under TLS)
+    forwarded.py    Forwarded / X-Forwarded-For -> the client address (pure)
+    tls.py          the gateway's identity, server and client TLS, ClientTLS.explain()
+
+Which back end a service reaches, and how (including Enterprise Shield's reverse+wss),
+is the Connector's business (``kgateway.connector``), a floor above.
+"""

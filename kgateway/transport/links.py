@@ -1,0 +1,135 @@
+"""ILink over a Twisted or Autobahn protocol: what a session writes to, closes and pauses.
+
+    StreamLink      tcp/ssl (and a PROXY-protocol or TLS wrapper): bytes on a transport
+    WebSocketLink   ws/wss, either side: one WebSocket message per write
+
+Both set TCP_NODELAY on the socket under any wrapper, and put the write limit on the
+socket transport that owns the buffer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autobahn.twisted.websocket import (
+    WebSocketClientFactory,
+    WebSocketClientProtocol,
+    WebSocketServerFactory,
+    WebSocketServerProtocol,
+)
+from autobahn.util import encode_truncate
+from twisted.internet.interfaces import IAddress
+from zope.interface import implementer
+
+from kgateway.config import Options, format_hostport
+from kgateway.interfaces import INTERNAL_ERROR, NORMAL, UNSENDABLE, ILink
+
+
+def format_address(address: IAddress) -> str:
+    """``host:port`` (``[v6]:port``) of a Twisted address."""
+    host = getattr(address, "host", None)
+    port = getattr(address, "port", None)
+    if host is None:
+        return str(address)
+    return format_hostport(host, port if port is not None else 0)
+
+
+def socket_transport(transport: Any) -> Any:
+    """The TCP transport under any TLS or PROXY-protocol wrapping, which owns the buffer."""
+    while not hasattr(transport, "bufferSize") and hasattr(transport, "transport"):
+        transport = transport.transport
+    return transport
+
+
+class _LinkBase:
+    is_websocket = False
+    protocol: str | None = None
+
+    def __init__(self, proto: Any, remote: str | None = None) -> None:
+        self._proto = proto
+        # The transport never changes once connected: TCP, or TLS over TCP.
+        self.transport: Any = proto.transport
+        #: the real client address (the PROXY header's, or a trusted Forwarded header's)
+        self.remote = remote or format_address(self.transport.getPeer())
+        # Relayed protocols are chatty (AMQP, STOMP): Nagle plus delayed ACKs would add 40 ms
+        # to some round trips. Set on the socket itself: twisted.web and Autobahn only try the
+        # transport they see, which under TLS or the PROXY-protocol wrapper is not a socket.
+        sock = socket_transport(self.transport)
+        if hasattr(sock, "setTcpNoDelay"):
+            try:
+                sock.setTcpNoDelay(True)
+            except OSError:
+                pass  # already closed: nothing to tune
+
+    def pause_reading(self) -> None:
+        self.transport.pauseProducing()
+
+    def resume_reading(self) -> None:
+        self.transport.resumeProducing()
+
+    def register_producer(self, producer: object) -> None:
+        transport = self.transport
+        # A WebSocket taken over from twisted.web still has its HTTPChannel registered.
+        transport.unregisterProducer()
+        transport.registerProducer(producer, True)
+
+    def set_write_limit(self, limit: int) -> None:
+        socket_transport(self.transport).bufferSize = limit
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.remote}>"
+
+
+@implementer(ILink)
+class StreamLink(_LinkBase):
+    sent = 0
+
+    def write(self, data: bytes, binary: bool = True) -> None:
+        self.sent += len(data)
+        self.transport.write(data)
+
+    def close(self, code: int = NORMAL, reason: str = "") -> None:
+        self.transport.loseConnection()
+
+
+@implementer(ILink)
+class WebSocketLink(_LinkBase):
+    is_websocket = True
+    _proto: WebSocketServerProtocol | WebSocketClientProtocol
+
+    def __init__(self, proto: Any, remote: str | None = None,
+                 protocol: str | None = None) -> None:
+        super().__init__(proto, remote)
+        self.protocol = protocol
+
+    def write(self, data: bytes, binary: bool = True) -> None:
+        if self._proto.state == self._proto.STATE_OPEN:
+            self._proto.sendMessage(data, isBinary=binary)
+
+    def close(self, code: int = NORMAL, reason: str = "") -> None:
+        proto = self._proto
+        if proto.state != proto.STATE_OPEN:
+            if proto.state in (proto.STATE_CONNECTING, proto.STATE_PROXY_CONNECTING):
+                proto.dropConnection(abort=True)
+            return
+        if code in UNSENDABLE:
+            code = NORMAL if code == 1005 else INTERNAL_ERROR
+        # sendClose() only lets applications send 1000 and 3000-4999; a gateway must be able
+        # to say 1001, 1009, 1011 and 1014 as well, which sendCloseFrame() allows.
+        proto.sendCloseFrame(code, encode_truncate(reason, 123) if reason else None)
+
+
+def configure_websocket(factory: WebSocketServerFactory | WebSocketClientFactory,
+                        options: Options) -> None:
+    """The protocol options both sides share: message size, pings, handshake timeouts."""
+    inactivity = options["ws.inactivity.timeout"]
+    factory.setProtocolOptions(
+        maxMessagePayloadSize=options["ws.maximum.message.size"],
+        maxFramePayloadSize=options["ws.maximum.message.size"],
+        # Send a close frame (1009, 1002...) on protocol violations instead of dropping TCP.
+        failByDrop=False,
+        autoPingInterval=inactivity / 2 if inactivity else 0,
+        autoPingTimeout=inactivity / 2 if inactivity else 0,
+        openHandshakeTimeout=10,
+        closeHandshakeTimeout=5,
+    )
