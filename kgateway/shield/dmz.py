@@ -1,0 +1,216 @@
+"""The DMZ end of Enterprise Shield: pools of prepared reverse connections, one per path.
+
+    public client --> proxy service --Connector.connect(reverse+wss://dmz:1443/p)-->
+        Backplanes[dmz,1443,/p] --take()--> an idle BackplaneProtocol, paired with the client
+                                            (or the client waits up to reverse.timeout)
+
+The gateway owns one :class:`Backplanes` registry and hands it to the Connector; the
+backplane listener (a wss port requiring client certificates) serves a
+:class:`BackplaneFactory` per path. The pairing rules are in ``pairing.BackplaneMachine``;
+this module only adapts Autobahn to it and keeps the pool.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
+from twisted.internet import defer
+from twisted.internet.interfaces import IDelayedCall
+from twisted.logger import Logger
+
+from kgateway.config import URI, Options
+from kgateway.interfaces import ConnectError, ILink, ILinkReceiver
+from kgateway.protocols import shield_control as control
+from kgateway.shield.pairing import BackplaneMachine, Phase
+from kgateway.timers import NamedTimers
+from kgateway.transport.links import WebSocketLink, configure_websocket, format_address
+
+log = Logger()
+
+BackplaneKey = tuple[str, int, str]
+
+
+def backplane_key(uri: URI) -> BackplaneKey:
+    return (uri.host, uri.port, uri.path)
+
+
+class Backplanes:
+    """The DMZ gateway's pools, by backplane (host, port, path): owned by the gateway,
+    filled by the backplane listeners, read by the Connector for ``reverse+wss://``."""
+
+    def __init__(self) -> None:
+        self.pools: dict[BackplaneKey, Backplane] = {}
+
+    def add(self, backplane: Backplane) -> None:
+        self.pools[backplane_key(backplane.uri)] = backplane
+
+    def take(self, uri: URI, options: Options, receiver: ILinkReceiver,
+             protocols: Sequence[str], client: str) -> defer.Deferred[ILink]:
+        """A prepared reverse connection for *client*, paired (Connector.connect)."""
+        backplane = self.pools.get(backplane_key(uri))
+        if backplane is None:
+            return defer.fail(ConnectError(f"no Enterprise Shield backplane for {uri}"))
+        return backplane.take(receiver, protocols, client, options["reverse.timeout"])
+
+    def ready_count(self) -> dict[str, int]:
+        """Prepared (idle) reverse connections per backplane URI."""
+        return {str(b.uri): len(b.idle) for b in self.pools.values()}
+
+    def close(self) -> None:
+        for backplane in self.pools.values():
+            backplane.close()
+
+
+class Backplane:
+    """Prepared reverse connections for one backplane path, and clients waiting for one."""
+
+    def __init__(self, reactor: Any, service: str, uri: URI) -> None:
+        self.reactor = reactor
+        self.service = service
+        self.uri = uri
+        self.idle: deque[BackplaneProtocol] = deque()
+        self.waiting: deque[tuple[defer.Deferred[ILink], ILinkReceiver, Sequence[str], str,
+                                  IDelayedCall]] = deque()
+
+    def take(self, receiver: ILinkReceiver, protocols: Sequence[str], client: str,
+             timeout: float) -> defer.Deferred[ILink]:
+        while self.idle:
+            proto = self.idle.popleft()
+            if proto.state == proto.STATE_OPEN and proto.machine.phase is Phase.IDLE:
+                return proto.pair(receiver, protocols, client)
+        d: defer.Deferred[ILink] = defer.Deferred()
+
+        def expire() -> None:
+            self.waiting = deque(w for w in self.waiting if w[0] is not d)
+            d.errback(ConnectError(f"no reverse connection from the internal gateway within "
+                                   f"{timeout:g}s (reverse.timeout)"))
+
+        call = self.reactor.callLater(timeout, expire)
+        self.waiting.append((d, receiver, protocols, client, call))
+        log.info("{service}: {client} waits for a reverse connection on {uri}",
+                 service=self.service, client=client, uri=str(self.uri))
+        return d
+
+    def ready(self, proto: BackplaneProtocol) -> None:
+        """*proto* said HELLO: hand it to the longest-waiting client, or keep it idle."""
+        while self.waiting:
+            d, receiver, protocols, client, call = self.waiting.popleft()
+            if call.active():
+                call.cancel()
+                proto.pair(receiver, protocols, client).chainDeferred(d)
+                return
+        self.idle.append(proto)
+
+    def lost(self, proto: BackplaneProtocol) -> None:
+        if proto in self.idle:
+            self.idle.remove(proto)
+
+    def close(self) -> None:
+        while self.idle:
+            self.idle.popleft().dropConnection(abort=True)
+
+
+class BackplaneProtocol(WebSocketServerProtocol):
+    """One reverse connection, as the DMZ gateway sees it: Autobahn <-> BackplaneMachine."""
+
+    factory: BackplaneFactory
+    receiver: ILinkReceiver | None = None
+    opening: defer.Deferred[ILink] | None = None
+
+    def onConnect(self, request: ConnectionRequest) -> str:
+        if control.SUBPROTOCOL not in request.protocols:
+            raise ConnectionDeny(ConnectionDeny.BAD_REQUEST,
+                                 f"expected subprotocol {control.SUBPROTOCOL}")
+        transport: Any = self.transport
+        self.who = f"{format_address(transport.getPeer())} " \
+                   f"(certificate {_peer_subject(transport)})"
+        self.timers = NamedTimers(self.factory.reactor)
+        self.machine = BackplaneMachine(self)
+        return control.SUBPROTOCOL
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        if self.machine.phase is Phase.PAIRED:
+            if self.receiver is not None:
+                self.receiver.received(payload, isBinary)
+            return
+        self.machine.receive(payload)
+
+    def pair(self, receiver: ILinkReceiver, protocols: Sequence[str],
+             client: str) -> defer.Deferred[ILink]:
+        self.receiver = receiver
+        self.opening = defer.Deferred()
+        self.machine.pair(client, protocols)
+        return self.opening
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        machine = getattr(self, "machine", None)
+        if machine is None:
+            return  # refused at the handshake
+        was = machine.phase
+        machine.lost()
+        self.factory.backplane.lost(self)
+        opening, self.opening = self.opening, None
+        if opening is not None:
+            opening.errback(ConnectError("reverse connection lost while opening"))
+        elif was is Phase.PAIRED and self.receiver is not None:
+            receiver, self.receiver = self.receiver, None
+            receiver.closed(code, reason or "")
+
+    # BackplaneOutput
+
+    def send(self, message: control.Message) -> None:
+        self.sendMessage(control.encode(message), isBinary=True)
+
+    def close(self, code: int) -> None:
+        self.sendCloseFrame(code)
+
+    def drop(self) -> None:
+        self.dropConnection(abort=True)
+
+    def start_timer(self, name: str, seconds: float) -> None:
+        self.timers.start(name, seconds, self.machine.timer_expired)
+
+    def cancel_timer(self, name: str) -> None:
+        self.timers.cancel(name)
+
+    def prepared(self) -> None:
+        backplane = self.factory.backplane
+        log.info("{service}: reverse connection from {who} prepared for {uri}",
+                 service=backplane.service, who=self.who, uri=str(backplane.uri))
+        backplane.ready(self)
+
+    def opened(self, protocol: str | None) -> None:
+        opening, self.opening = self.opening, None
+        if opening is not None:
+            opening.callback(WebSocketLink(self, protocol=protocol))
+
+    def refused(self, reason: str) -> None:
+        opening, self.opening = self.opening, None
+        if opening is not None:
+            opening.errback(ConnectError(f"internal gateway refused: {reason}"))
+
+    def event(self, what: str) -> None:
+        log.warn("{service}: reverse connection from {who}: {event}",
+                 service=self.factory.backplane.service, who=self.who, event=what)
+
+
+class BackplaneFactory(WebSocketServerFactory):
+    protocol = BackplaneProtocol  # type: ignore[assignment]
+
+    def __init__(self, backplane: Backplane, options: Options, reactor: Any) -> None:
+        super().__init__(backplane.uri.text.replace("reverse+", "", 1), reactor=reactor)
+        self.backplane = backplane
+        self.reactor = reactor
+        configure_websocket(self, options)
+
+
+def _peer_subject(transport: Any) -> str:
+    get = getattr(transport, "getPeerCertificate", None)
+    cert = get() if get is not None else None
+    if cert is None:
+        return "no certificate"
+    return str(cert.get_subject().commonName)
