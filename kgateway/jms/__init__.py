@@ -1,14 +1,19 @@
-"""The ``jms`` service: STOMP-over-WebSocket clients on a JMS broker's topics and queues.
+"""The protocol-aware core of the ``jms`` service: STOMP-over-WebSocket clients on a JMS
+broker's topics and queues. Floor 3: imports transport, config, protocols, interfaces, timers.
 
     browsers, stomp.py ...            kgateway                              ActiveMQ
-    STOMP 1.0-1.2 over ws/wss   +-------------------------+   STOMP 1.2 over TCP
-    ---------------------------> | JmsSession (per client) |   a few gateway connections
-    ---------------------------> |   destinations.py        | ===========================>
-    ---------------------------> |   session.py  -> broker.py (BrokerPool, TopicFanout) |
-                                 +-------------------------+
+    STOMP 1.0-1.2 over ws/wss   +------------------------------+  STOMP 1.2 over TCP
+    --------------------------> | JmsSession (per client)      |  a few gateway connections
+    --------------------------> |   destinations.py            | =========================>
+    --------------------------> |   fanout.py -> broker.py     |
+                                +------------------------------+
 
-``destinations`` maps client names (``/topic/X``) through the JNDI-style lookup formats to
-the broker's physical names; ``broker`` owns the gateway's own STOMP connections (reconnect
-with back-off, re-subscription, receipts, shared topic subscriptions); ``session`` is the
-per-client state machine. ``kgateway.services.jms`` registers the service type.
+    destinations.py   client names (/topic/X) <-> JNDI-style lookup formats <-> physical names
+    broker.py         BrokerConnection: the gateway's own STOMP connections (reconnect with
+                      back-off, re-subscription, receipts, an outbox, back-pressure)
+    fanout.py         TopicFanout: one broker subscription per (topic, selector), shared
+    session.py        JmsSession: the per-client state machine, and JmsHost, what it needs
+                      of its service
+
+``kgateway.services.jms`` is the service face (properties, settings, ServiceType).
 """

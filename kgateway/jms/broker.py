@@ -1,11 +1,9 @@
-"""The gateway's own STOMP connections to the broker, and topic fan-out over them.
+"""The gateway's own STOMP connections to the broker.
 
     JmsSession --subscribe/send/ack--> BrokerConnection --STOMP 1.2 over TCP--> ActiveMQ
          ^                                  |  (reconnect with back-off, re-SUBSCRIBE,
          |                                  |   receipts, an outbox while disconnected)
-         +---- TopicFanout <-- MESSAGE -----+
-               one broker SUBSCRIBE per (topic, selector); each MESSAGE encoded once per
-               STOMP version and written to every member with its own subscription id
+         +---- TopicFanout (fanout.py) <----+ MESSAGE
 
 A :class:`BrokerConnection` owns one broker connection for its whole life: when the
 connection drops it reconnects after ``reconnect.delay``, doubling up to
@@ -17,18 +15,20 @@ forgot them and redelivers the unacked messages) and through receipts: a frame s
 outside a transaction) lost in an outage is sent again after the reconnect, anything else
 fails with ``on_error``.
 
-The connection is sans-IO apart from two injected things: ``connect`` (``links.connect`` by
-default; tests pass a fake returning an in-memory ILink) and the reactor's ``callLater``
-(tests pass ``twisted.internet.task.Clock``).
+The connection is I/O-injected rather than sans-IO: it is given a Connector (tests pass a
+fake returning an in-memory ILink) and a clock (tests pass ``twisted.internet.task.Clock``),
+and it logs. Back-pressure: the broker link's write buffer pauses the connection's
+``readers`` (the sessions sending through it), and resumes them when it drains.
 """
 
 from __future__ import annotations
 
+import enum
 import itertools
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IPushProducer
@@ -37,19 +37,17 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from kgateway.config import URI, Options
-from kgateway.interfaces import ILink, IPeer
-from kgateway.links import ConnectError
-from kgateway.links import connect as links_connect
+from kgateway.interfaces import ConnectError, IConnector, ILink, ILinkReceiver
 from kgateway.protocols.stomp import (
     SERVER_COMMANDS,
     Frame,
     FrameParser,
-    PreparedFrame,
     StompError,
     encode,
     negotiate_heartbeat,
     parse_heartbeat,
 )
+from kgateway.timers import Heartbeat
 
 log = Logger()
 
@@ -72,12 +70,9 @@ class BrokerSettings:
     virtual_host: str | None = None
     reconnect_delay: float = 0.5
     reconnect_delay_maximum: float = 10.0
-    #: bytes of frames kept while disconnected, per connection
-    outbox_limit: int = 8 * 1024 * 1024
+    #: bytes of frames kept while disconnected, per connection (outage.buffer.size)
+    outage_buffer_size: int = 8 * 1024 * 1024
     max_frame_size: int = 16 * 1024 * 1024
-    truststore: str | None = None
-    #: the client certificate presented to the broker (ssl.present-certificate), if any
-    identity: Any = None
     #: heart-beats asked of the broker both ways, seconds (0: none)
     heartbeat: float = 10.0
     #: broker link write buffer past which client reads pause
@@ -107,24 +102,39 @@ class _Pending:
     subscription: str | None = None
 
 
-@implementer(IPeer, IPushProducer)
+class State(enum.Enum):
+    DOWN = "down"  # dialling, waiting for CONNECTED, or waiting to reconnect
+    CONNECTED = "connected"
+    STOPPED = "stopped"  # stop() or a refused dedicated CONNECT: stays down
+
+
+class Reader(Protocol):
+    """A session sending through a connection: paused while the broker link is backed up."""
+
+    def set_reading(self, reading: bool) -> None: ...
+
+
+class BrokerRefused(Exception):
+    """The broker answered CONNECT with an ERROR (a dedicated connection's client-id...)."""
+
+    def __init__(self, message: str, detail: str) -> None:
+        super().__init__(message)
+        self.message, self.detail = message, detail
+
+
+@implementer(ILinkReceiver, IPushProducer)
 class BrokerConnection:
     """One STOMP 1.2 connection from the gateway to the broker, kept up for its whole life."""
 
-    connect: Callable[..., defer.Deferred[ILink]] = staticmethod(links_connect)
-
     def __init__(self, reactor: Any, settings: BrokerSettings, label: str,
-                 client_id: str | None = None,
-                 connect: Callable[..., defer.Deferred[ILink]] | None = None) -> None:
+                 connector: IConnector, client_id: str | None = None) -> None:
         self.reactor = reactor
         self.settings = settings
         self.label = label
+        self.connector = connector
         self.client_id = client_id
-        if connect is not None:
-            self.connect = connect
         self.link: ILink | None = None
-        self.connected = False
-        self.stopped = False
+        self.state = State.DOWN
         #: bumped each time the connection is lost; acks/transactions of older epochs are void
         self.epoch = 0
         self.subscriptions: dict[str, Subscription] = {}
@@ -135,42 +145,45 @@ class BrokerConnection:
         self._delay = settings.reconnect_delay
         self._retry: Any = None
         self._parser: FrameParser | None = None
-        #: called with no arguments after every CONNECTED (first and reconnects)
-        self.on_connected: list[Callable[[], None]] = []
-        #: called with the reason after every loss
-        self.on_lost: list[Callable[[str], None]] = []
-        #: for a dedicated connection: the broker refused CONNECT (message, detail)
-        self.on_refused: ErrorHandler | None = None
+        #: fired by the first CONNECTED after start(), or failed with BrokerRefused
+        self._started: defer.Deferred[None] | None = None
         self.last_error = ""
-        self.frames_sent: dict[str, int] = {}
         #: False while the broker link's write buffer is over ``write_limit``
         self.writable = True
-        #: called with True/False when writable changes (the service pauses client reads)
-        self.on_writable: list[Callable[[bool], None]] = []
-        self._beat_send = 0.0
-        self._beat_expect = 0.0
-        self._heard = True
-        self._timers: list[Any] = []
+        #: the sessions sending through this connection, paused while it is not writable
+        self.readers: set[Reader] = set()
+        self._heartbeat: Heartbeat | None = None
 
     def __repr__(self) -> str:
-        return f"<BrokerConnection {self.label} connected={self.connected}>"
+        return f"<BrokerConnection {self.label} {self.state.value}>"
+
+    @property
+    def connected(self) -> bool:
+        return self.state is State.CONNECTED
+
+    @property
+    def stopped(self) -> bool:
+        return self.state is State.STOPPED
 
     # -- life cycle ----------------------------------------------------------------------
 
-    def start(self) -> None:
-        self.stopped = False
+    def start(self) -> defer.Deferred[None]:
+        """Connect (and reconnect for good); fires on the first CONNECTED, fails with
+        BrokerRefused if the broker refuses this connection's CONNECT (it then stays down)."""
+        self.state = State.DOWN
+        self._started = defer.Deferred()
         self._dial()
+        return self._started
 
     def stop(self) -> None:
         """DISCONNECT and stay down; pending receipts fail."""
-        self.stopped = True
-        self._cancel_timers()
+        was_connected = self.connected
+        self.state = State.STOPPED
+        self._stop_heartbeat()
         if self._retry is not None and self._retry.active():
             self._retry.cancel()
         self._retry = None
         link, self.link = self.link, None
-        was_connected = self.connected
-        self.connected = False
         if link is not None:
             if was_connected:
                 link.write(encode(Frame("DISCONNECT")), True)
@@ -185,8 +198,7 @@ class BrokerConnection:
             return
         self._parser = FrameParser("1.2", max_frame_size=self.settings.max_frame_size,
                                    commands=SERVER_COMMANDS)
-        d = self.connect(self.reactor, self.settings.uri, self.settings.options, self,
-                         truststore=self.settings.truststore, identity=self.settings.identity)
+        d = self.connector.connect(self.settings.uri, self.settings.options, self)
         d.addCallbacks(self._tcp_up, self._dial_failed)
 
     def _tcp_up(self, link: ILink) -> None:
@@ -231,7 +243,8 @@ class BrokerConnection:
         parser = self._parser
         if parser is None or self.link is None:
             return
-        self._heard = True
+        if self._heartbeat is not None:
+            self._heartbeat.heard()
         try:
             parser.receive_data(data)
             while self.link is not None and (event := parser.next_event()) is not None:
@@ -251,9 +264,10 @@ class BrokerConnection:
     def closed(self, code: int | None, reason: str) -> None:
         was_connected = self.connected
         self.link = None
-        self.connected = False
+        if not self.stopped:
+            self.state = State.DOWN
         self.epoch += 1
-        self._cancel_timers()
+        self._stop_heartbeat()
         self._set_writable(True)
         for sub in self.subscriptions.values():
             sub.ready = False
@@ -266,42 +280,31 @@ class BrokerConnection:
                      broker=str(self.settings.uri), label=self.label, reason=why)
         self._fail_pending("the broker connection was lost before the broker confirmed it",
                            replay=True)
-        for callback in list(self.on_lost):
-            callback(why)
         self._schedule_retry()
 
     # -- heart-beats and back-pressure ------------------------------------------------------
 
-    def _cancel_timers(self) -> None:
-        for timer in self._timers:
-            if timer.active():
-                timer.cancel()
-        self._timers = []
+    def _stop_heartbeat(self) -> None:
+        heartbeat, self._heartbeat = self._heartbeat, None
+        if heartbeat is not None:
+            heartbeat.stop()
 
     def _beat(self) -> None:
-        if self.link is None:
-            return
-        self.link.write(b"\n", True)
-        self._timers = [t for t in self._timers if t.active()]
-        self._timers.append(self.reactor.callLater(self._beat_send, self._beat))
+        if self.link is not None:
+            self.link.write(b"\n", True)
 
-    def _check(self) -> None:
-        if self.link is None:
-            return
-        if not self._heard:
+    def _silent(self) -> None:
+        if self.link is not None and self._heartbeat is not None:
             # A half-open connection (partition, frozen broker): drop it and reconnect.
-            self.last_error = f"no heart-beat from the broker for {self._beat_expect * 2:g}s"
+            self.last_error = (f"no heart-beat from the broker for "
+                               f"{self._heartbeat.expect_every:g}s")
             self.link.close()
-            return
-        self._heard = False
-        self._timers = [t for t in self._timers if t.active()]
-        self._timers.append(self.reactor.callLater(self._beat_expect * 2, self._check))
 
     def _set_writable(self, writable: bool) -> None:
         if writable != self.writable:
             self.writable = writable
-            for callback in list(self.on_writable):
-                callback(writable)
+            for reader in list(self.readers):
+                reader.set_reading(writable)
 
     # IPushProducer: the broker link calls these as its write buffer fills and drains.
     def pauseProducing(self) -> None:
@@ -332,7 +335,7 @@ class BrokerConnection:
             self._error(frame)
 
     def _connected(self, frame: Frame) -> None:
-        self.connected = True
+        self.state = State.CONNECTED
         self._delay = self.settings.reconnect_delay
         beat = int(self.settings.heartbeat * 1000)
         try:
@@ -341,12 +344,8 @@ class BrokerConnection:
                                                      gateway_role="client")
         except StompError:
             send_ms = expect_ms = 0
-        self._beat_send, self._beat_expect = send_ms / 1000, expect_ms / 1000
-        if self._beat_send:
-            self._timers.append(self.reactor.callLater(self._beat_send, self._beat))
-        if self._beat_expect:
-            self._heard = True
-            self._timers.append(self.reactor.callLater(self._beat_expect * 2, self._check))
+        self._heartbeat = Heartbeat(self.reactor, send_ms / 1000, expect_ms * 2 / 1000,
+                                    self._beat, self._silent)
         log.info("jms: connected to broker {broker} ({label}), STOMP {version}",
                  broker=str(self.settings.uri), label=self.label,
                  version=frame.get("version", "1.0"))
@@ -356,8 +355,9 @@ class BrokerConnection:
         self._outbox_bytes = 0
         for rid, data in outbox:
             self._write(data, rid)
-        for callback in list(self.on_connected):
-            callback()
+        started, self._started = self._started, None
+        if started is not None:
+            started.callback(None)
 
     def _receipt(self, rid: str) -> None:
         pending = self._pending.pop(rid, None)
@@ -397,9 +397,13 @@ class BrokerConnection:
             log.error("jms: broker {broker} ({label}) refused CONNECT: {message}",
                       broker=str(self.settings.uri), label=self.label, message=message,
                       detail=detail[:500])
-            if self.on_refused is not None:
-                self.stopped = True
-                self.on_refused(message, detail)
+            if self.client_id is not None:
+                # A dedicated connection: its client's CONNECT fails with it (a shared one
+                # goes on retrying: the broker may accept once its problem is fixed).
+                self.state = State.STOPPED
+                started, self._started = self._started, None
+                if started is not None:
+                    started.errback(BrokerRefused(message, detail))
             return
         log.error("jms: broker {broker} ({label}) sent ERROR: {message}",
                   broker=str(self.settings.uri), label=self.label, message=message,
@@ -447,13 +451,12 @@ class BrokerConnection:
             rid = self.next_id("r")
             frame = Frame(frame.command, [*frame.headers, ("receipt", rid)], frame.body)
         data = encode(frame, "1.2")
-        self.frames_sent[frame.command] = self.frames_sent.get(frame.command, 0) + 1
         if rid is not None:
             self._pending[rid] = _Pending(on_receipt, on_error, data if replayable else None)
         if self.connected:
             self._write(data, rid)
             return True
-        if self.stopped or self._outbox_bytes + len(data) > self.settings.outbox_limit:
+        if self.stopped or self._outbox_bytes + len(data) > self.settings.outage_buffer_size:
             if rid is not None:
                 self._pending.pop(rid, None)
             return False
@@ -477,23 +480,12 @@ class BrokerConnection:
         rid = self.next_id("r")
         self._pending[rid] = _Pending(None, None, None, subscription=sub.id)
         headers = [("id", sub.id), *sub.headers, ("receipt", rid)]
-        self.frames_sent["SUBSCRIBE"] = self.frames_sent.get("SUBSCRIBE", 0) + 1
         self._write(encode(Frame("SUBSCRIBE", headers), "1.2"), rid)
 
-    def unsubscribe(self, sub_id: str, extra: Sequence[tuple[str, str]] = (), *,
-                    on_receipt: Callable[[], None] | None = None,
-                    on_error: ErrorHandler | None = None) -> None:
+    def unsubscribe(self, sub_id: str) -> None:
         """Stop a subscription; the broker redelivers its unacked messages to others."""
-        sub = self.subscriptions.pop(sub_id, None)
-        if sub is None:
-            if on_receipt is not None:
-                on_receipt()
-            return
-        if self.connected:
-            self.send(Frame("UNSUBSCRIBE", [("id", sub_id), *extra]),
-                      on_receipt=on_receipt, on_error=on_error)
-        elif on_receipt is not None:
-            on_receipt()  # the broker forgot it with the connection
+        if self.subscriptions.pop(sub_id, None) is not None and self.connected:
+            self.send(Frame("UNSUBSCRIBE", [("id", sub_id)]))
 
     def ack(self, ack_id: str, epoch: int, *, nack: bool = False,
             transaction: str | None = None) -> bool:
@@ -505,147 +497,3 @@ class BrokerConnection:
             headers.append(("transaction", transaction))
         self.send(Frame("NACK" if nack else "ACK", headers))
         return True
-
-
-# -- topic fan-out --------------------------------------------------------------------------
-
-
-class TopicMember:
-    """One client subscription to a shared topic, as the fan-out sees it."""
-
-    def deliver(self, message: SharedMessage) -> None:
-        raise NotImplementedError
-
-
-class SharedMessage:
-    """A broker MESSAGE with its per-subscription headers removed, encoded once per version."""
-
-    __slots__ = ("frame", "_prepared", "text_ok")
-
-    def __init__(self, frame: Frame) -> None:
-        self.frame = frame
-        self._prepared: dict[str, PreparedFrame] = {}
-        try:
-            frame.body.decode("utf-8")
-            self.text_ok = b"\0" not in frame.body
-        except UnicodeDecodeError:
-            self.text_ok = False
-
-    def prepared(self, version: str) -> PreparedFrame:
-        prepared = self._prepared.get(version)
-        if prepared is None:
-            prepared = self._prepared[version] = PreparedFrame(self.frame, version)
-        return prepared
-
-
-@dataclass
-class SharedTopic:
-    """One broker subscription serving every client on (destination, selector)."""
-
-    key: tuple[str, str | None]
-    connection: BrokerConnection
-    subscription: Subscription | None = None
-    members: dict[int, TopicMember] = field(default_factory=dict)
-    waiting: list[Callable[[], None]] = field(default_factory=list)
-    cache: deque[SharedMessage] | None = None
-    permanent: bool = False
-    to_client: Callable[[str], str] = str
-    delivered: int = 0
-
-
-class TopicFanout:
-    """Shares broker topic subscriptions among clients, ref-counted per (topic, selector)."""
-
-    def __init__(self, connections: Sequence[BrokerConnection],
-                 caches: dict[str, int] | None = None) -> None:
-        self.connections = list(connections)
-        self.topics: dict[tuple[str, str | None], SharedTopic] = {}
-        #: broker destination -> last-value cache size
-        self.caches = dict(caches or {})
-
-    def _connection_for(self, key: tuple[str, str | None]) -> BrokerConnection:
-        # Stable across runs so a topic's order is kept on one connection.
-        index = sum(key[0].encode()) % len(self.connections)
-        return self.connections[index]
-
-    def start(self, to_client: Callable[[str], str]) -> None:
-        """Subscribe the cached topics for good, so their caches fill before anyone asks."""
-        for broker_dest in self.caches:
-            topic = self._topic((broker_dest, None), to_client)
-            topic.permanent = True
-
-    def _topic(self, key: tuple[str, str | None],
-               to_client: Callable[[str], str]) -> SharedTopic:
-        topic = self.topics.get(key)
-        if topic is not None:
-            return topic
-        topic = SharedTopic(key, self._connection_for(key), to_client=to_client)
-        size = self.caches.get(key[0])
-        if size and key[1] is None:
-            topic.cache = deque(maxlen=size)
-        self.topics[key] = topic
-        headers = [("destination", key[0]), ("ack", "auto")]
-        if key[1] is not None:
-            headers.append(("selector", key[1]))
-
-        def ready() -> None:
-            waiting, topic.waiting = topic.waiting, []
-            for callback in waiting:
-                callback()
-
-        def refused(message: str, detail: str) -> None:
-            self.topics.pop(key, None)
-            topic.subscription = None
-            members, topic.members = topic.members, {}
-            topic.waiting = []
-            for member in members.values():
-                member_refused = getattr(member, "refused", None)
-                if member_refused is not None:
-                    member_refused(message, detail)
-
-        topic.subscription = topic.connection.subscribe(
-            headers, lambda frame, epoch: self._message(topic, frame),
-            on_error=refused, on_ready=ready)
-        return topic
-
-    def add(self, destination: str, selector: str | None, member: TopicMember,
-            to_client: Callable[[str], str], on_ready: Callable[[], None]) -> SharedTopic:
-        """Add *member*; *on_ready* runs once the broker subscription is confirmed."""
-        topic = self._topic((destination, selector), to_client)
-        topic.members[id(member)] = member
-        if topic.subscription is not None and topic.subscription.ready:
-            on_ready()
-        else:
-            topic.waiting.append(on_ready)
-        if topic.cache:
-            for message in list(topic.cache):
-                member.deliver(message)
-        return topic
-
-    def remove(self, topic: SharedTopic, member: TopicMember) -> None:
-        topic.members.pop(id(member), None)
-        if topic.members or topic.permanent:
-            return
-        if self.topics.get(topic.key) is topic:
-            del self.topics[topic.key]
-        if topic.subscription is not None:
-            topic.connection.unsubscribe(topic.subscription.id)
-            topic.subscription = None
-
-    def _message(self, topic: SharedTopic, frame: Frame) -> None:
-        headers = []
-        for name, value in frame.headers:
-            if name in PER_SUBSCRIPTION:
-                continue
-            if name == "destination":
-                value = topic.to_client(value)
-            headers.append((name, value))
-        message = SharedMessage(Frame("MESSAGE", headers, frame.body))
-        topic.delivered += 1
-        if topic.cache is not None:
-            topic.cache.append(message)
-        for member in list(topic.members.values()):
-            try:
-                member.deliver(message)
-            except Exception:
-                log.failure("jms: fan-out to one client failed")

@@ -1,5 +1,9 @@
 """One STOMP client of the ``jms`` service: the per-connection state machine.
 
+(About 700 lines on purpose: one client's state, with a handler per STOMP command found by
+name, ``_on_<command>``, like Twisted's ``irc_<COMMAND>`` or h11's connection; the pieces it
+shares with other clients live in fanout.py, broker.py and destinations.py.)
+
     CONNECTING --CONNECT/STOMP--> (client-id? wait for its own broker connection) --> OPEN
     OPEN --SEND/SUBSCRIBE/ACK/BEGIN...--> broker connection(s)      <--MESSAGE/RECEIPT--
     OPEN --DISCONNECT / bad frame / slow consumer / close--> CLOSED (cleanup below)
@@ -26,25 +30,21 @@ the broker's prefetch window stops the flow instead.
 
 from __future__ import annotations
 
+import enum
 import itertools
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from kgateway.interfaces import ILink, ISession
-from kgateway.jms.broker import (
-    PER_SUBSCRIPTION,
-    BrokerConnection,
-    SharedMessage,
-    SharedTopic,
-    TopicMember,
-)
-from kgateway.jms.destinations import Destination, DestinationError
-from kgateway.links import NORMAL
+from kgateway.interfaces import NORMAL, IGoingAway, ILink, ISession
+from kgateway.jms.broker import PER_SUBSCRIPTION, BrokerConnection, BrokerRefused
+from kgateway.jms.destinations import Destination, DestinationError, DestinationMap
+from kgateway.jms.fanout import SharedMessage, SharedTopic, TopicFanout, TopicMember
 from kgateway.protocols.stomp import (
     CLIENT_COMMANDS,
     HEARTBEAT,
@@ -54,13 +54,12 @@ from kgateway.protocols.stomp import (
     Heartbeat,
     StompError,
     encode,
+    is_text,
     negotiate_heartbeat,
     negotiate_version,
     parse_heartbeat,
 )
-
-if TYPE_CHECKING:
-    from kgateway.services.jms import JmsService
+from kgateway.timers import Heartbeat as HeartbeatTimer
 
 log = Logger()
 
@@ -72,7 +71,52 @@ _SEND_OWN = frozenset({"destination", "receipt", "transaction", "reply-to"})
 _DURABLE_HEADERS = ("activemq.subscriptionName", "durable-subscription-name")
 _SESSION_IDS = itertools.count(1)
 
-_CONNECTING, _OPEN, _CLOSED = "connecting", "open", "closed"
+
+
+class State(enum.Enum):
+    CONNECTING = "connecting"  # until CONNECT (and, with a client-id, its own connection)
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class SessionSettings(Protocol):
+    """The service settings a session reads (``kgateway.services.jms.JmsSettings``)."""
+
+    @property
+    def maximum_frame_size(self) -> int: ...
+
+    @property
+    def maximum_pending_bytes(self) -> int: ...
+
+    @property
+    def heartbeat_interval(self) -> float: ...
+
+    @property
+    def queue_prefetch(self) -> int: ...
+
+
+class JmsHost(Protocol):
+    """What a session needs of its service: no more (``kgateway.services.jms.JmsService``)."""
+
+    reactor: Any
+    destinations: DestinationMap
+    fanout: TopicFanout
+    #: qualifies this gateway's temporary destination names
+    instance: str
+
+    @property
+    def settings(self) -> SessionSettings: ...
+
+    def pick_connection(self) -> BrokerConnection:
+        """A shared broker connection for a new client."""
+
+    def dedicated_connection(self, client_id: str, tag: str) -> BrokerConnection:
+        """A connection of the client's own, CONNECTed with its client-id (not started)."""
+
+    def opened(self, session: JmsSession) -> None:
+        """*session* is serving: stop it with the service."""
+
+    def ended(self, session: JmsSession) -> None: ...
 
 
 class ClientError(Exception):
@@ -112,20 +156,20 @@ class Transaction:
     epoch: int
 
 
-@implementer(ISession, IPushProducer)
+@implementer(ISession, IGoingAway, IPushProducer)
 class JmsSession:
     """One client; see the module docstring."""
 
-    def __init__(self, service: JmsService, link: ILink) -> None:
+    def __init__(self, service: JmsHost, link: ILink) -> None:
         self.service = service
         self.link = link
         self.number = next(_SESSION_IDS)
         self.tag = f"{service.instance}-{self.number}"
         settings = service.settings
-        self.parser = FrameParser("1.2", max_frame_size=settings.max_frame_size,
+        self.parser = FrameParser("1.2", max_frame_size=settings.maximum_frame_size,
                                   commands=CLIENT_COMMANDS)
         self.version = "1.2"
-        self.state = _CONNECTING
+        self.state = State.CONNECTING
         self.text = True
         self.held = False
         self.connection: BrokerConnection = service.pick_connection()
@@ -141,15 +185,13 @@ class JmsSession:
         self.limit = settings.maximum_pending_bytes
         self.heartbeat_send = 0.0
         self.heartbeat_expect = 0.0
-        self.received_since_check = True
-        self._timers: list[Any] = []
+        self._heartbeat: HeartbeatTimer | None = None
         self._tx_ids = itertools.count(1)
-        self.delivered = 0
         self._cleaned = False
         self._first = True
 
     def __repr__(self) -> str:
-        return f"<JmsSession {self.tag} {self.link.peer}>"
+        return f"<JmsSession {self.tag} {self.link.remote}>"
 
     # -- ISession ------------------------------------------------------------------------------
 
@@ -162,13 +204,20 @@ class JmsSession:
     def opened(self) -> None:
         self.link.register_producer(self)
         self.link.set_write_limit(self.limit)
-        self.service.sessions.add(self)
-        if not self.connection.writable:
-            self.set_reading(False)
+        self.service.opened(self)
+        self._read_from(self.connection)
+
+    def _read_from(self, connection: BrokerConnection) -> None:
+        """Take back-pressure from *connection* (the one this client sends through)."""
+        self.connection.readers.discard(self)
+        self.connection = connection
+        connection.readers.add(self)
+        self.set_reading(connection.writable)
 
     def set_reading(self, reading: bool) -> None:
-        """Pause or resume reading from the client (back-pressure from the broker link)."""
-        if self.state == _CLOSED:
+        """Pause or resume reading from the client (back-pressure from the broker link:
+        BrokerConnection.readers)."""
+        if self.state == State.CLOSED:
             return
         if reading:
             self.link.resume_reading()
@@ -176,9 +225,10 @@ class JmsSession:
             self.link.pause_reading()
 
     def received(self, data: bytes, binary: bool) -> None:
-        if self.state == _CLOSED:
+        if self.state == State.CLOSED:
             return
-        self.received_since_check = True
+        if self._heartbeat is not None:
+            self._heartbeat.heard()
         if self._first:
             # Answer in the kind of WebSocket message the client chose for its CONNECT.
             self._first = False
@@ -191,7 +241,7 @@ class JmsSession:
         self._drain()
 
     def closed(self, code: int | None, reason: str) -> None:
-        self.state = _CLOSED
+        self.state = State.CLOSED
         self._cleanup()
 
     # -- IPushProducer (the client link's write buffer) -------------------------------------------
@@ -212,7 +262,7 @@ class JmsSession:
     # -- input -------------------------------------------------------------------------------------
 
     def _drain(self) -> None:
-        while self.state != _CLOSED and not self.held:
+        while self.state != State.CLOSED and not self.held:
             try:
                 event = self.parser.next_event()
             except StompError as e:
@@ -229,14 +279,14 @@ class JmsSession:
             except StompError as e:
                 self.fail(e.message, e.detail, event.get("receipt"))
             except Exception:
-                log.failure("jms: {peer}: handling {command}", peer=self.link.peer,
+                log.failure("jms: {peer}: handling {command}", peer=self.link.remote,
                             command=event.command)
                 self.fail("internal error", "the gateway could not handle this frame",
                           event.get("receipt"))
 
     def _frame(self, frame: Frame) -> None:
         command = frame.command
-        if self.state == _CONNECTING:
+        if self.state == State.CONNECTING:
             if command not in ("CONNECT", "STOMP"):
                 raise ClientError("not connected", f"the first frame must be CONNECT, "
                                                    f"not {command}")
@@ -250,27 +300,19 @@ class JmsSession:
     # -- output ------------------------------------------------------------------------------------
 
     def write(self, data: bytes, text_ok: bool = True, *, topic: bool = False) -> None:
-        if self.state == _CLOSED:
+        if self.state == State.CLOSED:
             return
         self.link.write(data, not (self.text and text_ok))
         if self.paused and topic:
             self.overflow += len(data)
             if self.overflow > self.limit:
-                self.service.slow_consumers += 1
                 self.fail("slow consumer",
                           f"more than {self.limit} bytes of topic messages waited for this "
                           "client (maximum.pending.bytes); it was disconnected so it cannot "
                           "hold up the others")
 
     def send_frame(self, frame: Frame) -> None:
-        text_ok = True
-        if frame.body:
-            try:
-                frame.body.decode("utf-8")
-                text_ok = b"\0" not in frame.body
-            except UnicodeDecodeError:
-                text_ok = False
-        self.write(encode(frame, self.version), text_ok)
+        self.write(encode(frame, self.version), is_text(frame.body))
 
     def receipt(self, receipt_id: str | None) -> None:
         if receipt_id is not None:
@@ -289,16 +331,16 @@ class JmsSession:
 
     def _error(self, message: str, detail: str, receipt_id: str | None = None) -> bool:
         """Send an ERROR frame and end the session (the caller closes the link)."""
-        if self.state == _CLOSED:
+        if self.state == State.CLOSED:
             return False
-        log.info("jms: {peer}: ERROR {message}: {detail}", peer=self.link.peer,
+        log.info("jms: {peer}: ERROR {message}: {detail}", peer=self.link.remote,
                  message=message, detail=detail)
         try:
             data = encode(Frame.error(message, detail, receipt_id=receipt_id), self.version)
         except StompError:
             data = encode(Frame.error(message), self.version)
         self.link.write(data, not self.text)
-        self.state = _CLOSED
+        self.state = State.CLOSED
         self._cleanup()
         return True
 
@@ -330,54 +372,42 @@ class JmsSession:
                            receipt: str | None) -> None:
         """A client-id gets its own broker connection with that client-id (for durables)."""
         connection = self.service.dedicated_connection(client_id, self.tag)
-        self.dedicated = self.connection = connection
+        self.dedicated = connection
+        self._read_from(connection)
         self.held = True
 
-        def ready() -> None:
-            connection.on_connected.remove(ready)
-            if self.state == _CLOSED:
+        def ready(_: None) -> None:
+            if self.state == State.CLOSED:
                 return
             self.held = False
             self._opened(headers, receipt)
             self._drain()
 
-        def refused(message: str, detail: str) -> None:
+        def refused(reason: Failure) -> None:
+            reason.trap(BrokerRefused)
             self.held = False
+            error = reason.value
+            assert isinstance(error, BrokerRefused)
             self.fail("broker refused the connection",
-                      f"client-id {client_id!r}: {message} {detail}".strip())
+                      f"client-id {client_id!r}: {error.message} {error.detail}".strip())
 
-        connection.on_connected.append(ready)
-        connection.on_refused = refused
-        connection.start()
+        connection.start().addCallbacks(ready, refused)
 
     def _opened(self, headers: list[tuple[str, str]], receipt: str | None) -> None:
-        self.state = _OPEN
+        self.state = State.OPEN
         self.send_frame(Frame("CONNECTED", headers))
         self.receipt(receipt)
-        clock = self.service.reactor
-        if self.heartbeat_send:
-            self._timers.append(clock.callLater(self.heartbeat_send, self._beat))
-        if self.heartbeat_expect:
-            self._timers.append(clock.callLater(self.heartbeat_expect * 2, self._check_beat))
+        self._heartbeat = HeartbeatTimer(self.service.reactor, self.heartbeat_send,
+                                         self.heartbeat_expect * 2, self._beat, self._silent)
 
     def _beat(self) -> None:
-        if self.state == _CLOSED:
-            return
-        self.link.write(HEARTBEAT, not self.text)
-        self._timers = [t for t in self._timers if t.active()]
-        self._timers.append(self.service.reactor.callLater(self.heartbeat_send, self._beat))
+        if self.state != State.CLOSED:
+            self.link.write(HEARTBEAT, not self.text)
 
-    def _check_beat(self) -> None:
-        if self.state == _CLOSED:
-            return
-        if not self.received_since_check:
+    def _silent(self) -> None:
+        if self.state != State.CLOSED:
             self.fail("heart-beat timeout",
                       f"nothing received for {self.heartbeat_expect * 2:g}s")
-            return
-        self.received_since_check = False
-        self._timers = [t for t in self._timers if t.active()]
-        self._timers.append(self.service.reactor.callLater(self.heartbeat_expect * 2,
-                                                           self._check_beat))
 
     # -- client frames --------------------------------------------------------------------------
 
@@ -471,7 +501,7 @@ class JmsSession:
                 raise ClientError("bad durable subscription",
                                   "durable subscriptions are for /topic/ destinations")
         headers = [("destination", destination.broker), ("ack", "client-individual"),
-                   ("activemq.prefetchSize", str(self.service.settings.prefetch))]
+                   ("activemq.prefetchSize", str(self.service.settings.queue_prefetch))]
         if selector is not None:
             headers.append(("selector", selector))
         if durable is not None:
@@ -603,7 +633,7 @@ class JmsSession:
 
     def _on_disconnect(self, frame: Frame) -> None:
         self.receipt(frame.get("receipt"))
-        self.state = _CLOSED
+        self.state = State.CLOSED
         self.link.close(NORMAL, "")
         self._cleanup()
 
@@ -611,18 +641,17 @@ class JmsSession:
 
     def deliver_shared(self, sub: ClientSubscription, message: SharedMessage) -> None:
         """A topic message, encoded once per version for every member of the fan-out."""
-        if self.state != _OPEN:
+        if self.state != State.OPEN:
             return
         headers = [("subscription", sub.id)]
         if sub.ack != "auto" and self.version == "1.2":
             headers.append(("ack", message.frame.get("message-id") or ""))
-        self.delivered += 1
         self.write(message.prepared(self.version).render(headers), message.text_ok, topic=True)
 
     def _queue_message(self, sub: ClientSubscription, frame: Frame, epoch: int) -> None:
         broker_ack = frame.get("ack") or frame.get("message-id") or ""
         connection = self.connection
-        if self.state != _OPEN or self.subscriptions.get(sub.id) is not sub:
+        if self.state != State.OPEN or self.subscriptions.get(sub.id) is not sub:
             return  # never acked: the broker redelivers it once the subscription is gone
         message_id = frame.get("message-id") or broker_ack
         to_client = self.service.destinations.to_client
@@ -635,7 +664,6 @@ class JmsSession:
             if name == "destination" or name == "reply-to":
                 value = to_client(value, self.tag)
             headers.append((name, value))
-        self.delivered += 1
         self.send_frame(Frame("MESSAGE", headers, frame.body))
         if sub.ack == "auto":
             if self.paused:
@@ -652,12 +680,12 @@ class JmsSession:
         if self._cleaned:
             return
         self._cleaned = True
-        for timer in self._timers:
-            if timer.active():
-                timer.cancel()
-        self._timers = []
-        self.service.sessions.discard(self)
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+            self._heartbeat = None
+        self.service.ended(self)
         connection = self.connection
+        connection.readers.discard(self)
         for tx in self.transactions.values():
             if tx.epoch == connection.epoch:
                 connection.send(Frame("ABORT", [("transaction", tx.broker_id)]))

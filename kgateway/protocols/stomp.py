@@ -15,6 +15,10 @@ returns :class:`Frame` and :class:`Heartbeat` events, and :func:`encode` turns f
 into bytes.  WebSocket message boundaries carry no meaning: a frame may be split across
 messages and one message may hold several frames, so the parser is a byte-stream parser.
 
+This module is longer than the house's ~500 lines on purpose: the wire format below, the
+escaping tables, the encoder and the hot parser (whose states are int constants for speed)
+describe one format and change together; splitting them would scatter that description.
+
 Wire format
 ===========
 
@@ -378,6 +382,18 @@ def encode(frame: Frame, version: str = "1.2", *, content_length: bool = False) 
         parts.append(f"content-length:{len(body)}\n")
     parts.append("\n")
     return b"".join((_utf8("".join(parts)), body, b"\0"))
+
+
+def is_text(body: bytes) -> bool:
+    """Whether *body* may go in a WebSocket text message: UTF-8 without NUL (STOMP ends a
+    frame at NUL when there is no content-length)."""
+    if b"\0" in body:
+        return False
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 class PreparedFrame:

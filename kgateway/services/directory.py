@@ -13,15 +13,11 @@ from typing import Any
 
 from twisted.web import pages, resource, static
 from twisted.web.iweb import IRequest
+from zope.interface import implementer
 
-from kgateway.config import ServiceConfig
-from kgateway.services import (
-    PathResolver,
-    PropertySpec,
-    ServiceBase,
-    ServiceType,
-    check_properties,
-)
+from kgateway.config import PathResolver, ServiceConfig
+from kgateway.interfaces import IHTTPService
+from kgateway.services.base import PropertySpec, ServiceBase, ServiceType, check_properties
 
 #: Types browsers insist on (ES modules) or that Python's mimetypes may not know.
 EXTRA_TYPES = {
@@ -69,6 +65,7 @@ class Folder(static.File):
         return super().render(request)
 
 
+@implementer(IHTTPService)
 class DirectoryService(ServiceBase):
     def __init__(self, config: ServiceConfig) -> None:
         super().__init__(config)
@@ -89,18 +86,14 @@ def _check(config: ServiceConfig, resolve: PathResolver) -> Any:
         return path
 
     return check_properties(config, {
-        "directory": PropertySpec(folder, required=True, doc="The folder to serve."),
-        "welcome-file": PropertySpec(str, "index.html", doc="Served for a folder's URL."),
+        "directory": PropertySpec(folder, required=True),
+        "welcome-file": PropertySpec(str, "index.html"),
     })
 
 
 SERVICE_TYPE = ServiceType(
     name="directory",
     accept_schemes=frozenset({"http", "https"}),
-    connect_schemes=frozenset(),
-    min_connects=0,
-    max_connects=0,
-    check=_check,
-    build=lambda reactor, config, gateway: DirectoryService(config),
-    doc="Serves static files (the tutorial apps) over HTTP.",
+    custom_check=_check,
+    build=lambda context: DirectoryService(context.config),
 )

@@ -4,13 +4,10 @@ stays binary); on ``tcp://``/``ssl://`` the bytes come back, on ``udp://`` each 
 
 from __future__ import annotations
 
-from typing import Any
-
 from zope.interface import implementer
 
-from kgateway.config import ServiceConfig
 from kgateway.interfaces import ILink, ISession
-from kgateway.services import PathResolver, ServiceBase, ServiceType, check_properties
+from kgateway.services.base import ServiceBase, ServiceType
 
 
 @implementer(ISession)
@@ -38,17 +35,8 @@ class EchoService(ServiceBase):
         return EchoSession(link)
 
 
-def _check(config: ServiceConfig, resolve: PathResolver) -> Any:
-    return check_properties(config, {})
-
-
 SERVICE_TYPE = ServiceType(
     name="echo",
     accept_schemes=frozenset({"ws", "wss", "tcp", "ssl", "udp"}),
-    connect_schemes=frozenset(),
-    min_connects=0,
-    max_connects=0,
-    check=_check,
-    build=lambda reactor, config, gateway: EchoService(config),
-    doc="Echoes WebSocket messages or TCP bytes back to the sender.",
+    build=lambda context: EchoService(context.config),
 )

@@ -24,21 +24,15 @@ from typing import Any
 
 from twisted.web import resource
 from twisted.web.iweb import IRequest
+from zope.interface import implementer
 
 from kgateway.config import ServiceConfig, parse_bool
-from kgateway.services import (
-    PathResolver,
-    PropertySpec,
-    ServiceBase,
-    ServiceType,
-    check_properties,
-)
+from kgateway.interfaces import IBackendStatus, IHTTPService
+from kgateway.services.base import GatewayStatus, PropertySpec, ServiceBase, ServiceType
 
 PROPERTIES = {
-    "require.backends": PropertySpec(
-        parse_bool, False,
-        doc="503 when any service with <connect> targets has none reachable.",
-    ),
+    # 503 when any service with <connect> targets has none reachable
+    "require.backends": PropertySpec(parse_bool, False),
 }
 
 
@@ -57,31 +51,27 @@ class HealthResource(resource.Resource):
         return json.dumps(report, sort_keys=True).encode() + b"\n"
 
 
+@implementer(IHTTPService)
 class HealthService(ServiceBase):
-    def __init__(self, config: ServiceConfig) -> None:
+    def __init__(self, config: ServiceConfig, status: GatewayStatus) -> None:
         super().__init__(config)
         self.require_backends = bool(config.settings["require.backends"])
-        self.gateway: Any = None  # the GatewayService, given by bind_gateway()
+        self.status = status
         self.resource = HealthResource(self)
 
-    def bind_gateway(self, gateway: Any) -> None:
-        """Called by the GatewayService once every service is built."""
-        self.gateway = gateway
-
     def report(self) -> tuple[int, dict[str, Any]]:
-        gateway = self.gateway
-        counts: dict[str, int] = gateway.tracker.counts() if gateway is not None else {}
+        gateway = self.status
+        counts = gateway.tracker.counts()
         services: dict[str, Any] = {}
         backends: dict[str, Any] = {}
         unreachable = []
-        for name, svc in (gateway.gateway_services.items() if gateway is not None else ()):
+        for name, svc in gateway.services.items():
             services[name] = {"type": svc.config.type, "connections": counts.get(name, 0)}
-            status = getattr(svc, "backend_status", None)
-            if status is not None:
-                backends[name] = status()
+            if IBackendStatus.providedBy(svc):
+                backends[name] = svc.backend_status()
                 if not svc.backend_reachable():
                     unreachable.append(name)
-        if gateway is not None and gateway.draining:
+        if gateway.draining:
             state = "draining"
         elif self.require_backends and unreachable:
             state = "unavailable"
@@ -90,7 +80,7 @@ class HealthService(ServiceBase):
         report: dict[str, Any] = {
             "status": state,
             "pid": os.getpid(),
-            "worker": getattr(gateway, "worker", None),
+            "worker": gateway.worker,
             "connections": sum(counts.values()),
             "services": services,
             "backends": backends,
@@ -103,17 +93,9 @@ class HealthService(ServiceBase):
         return self.resource
 
 
-def _check(config: ServiceConfig, resolve: PathResolver) -> Any:
-    return check_properties(config, PROPERTIES)
-
-
 SERVICE_TYPE = ServiceType(
     name="health",
     accept_schemes=frozenset({"http", "https"}),
-    connect_schemes=frozenset(),
-    min_connects=0,
-    max_connects=0,
-    check=_check,
-    build=lambda reactor, config, gateway: HealthService(config),
-    doc="JSON health for load-balancer monitors: 200 serving, 503 draining or back ends down.",
+    properties=PROPERTIES,
+    build=lambda context: HealthService(context.config, context.status),
 )

@@ -16,18 +16,17 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Any
 
 from twisted.logger import Logger
-from zope.interface import implementer
 
-from kgateway import tls
 from kgateway.config import (
     URI,
     ConfigError,
-    GatewayConfig,
+    PathResolver,
     Problem,
     Properties,
     ServiceConfig,
@@ -36,12 +35,18 @@ from kgateway.config import (
     parse_size,
     parse_uri,
 )
-from kgateway.interfaces import IGatewayService, ILink
-from kgateway.jms.broker import BrokerConnection, BrokerSettings, TopicFanout
+from kgateway.interfaces import ILink
+from kgateway.jms.broker import BrokerConnection, BrokerSettings
 from kgateway.jms.destinations import DestinationMap
+from kgateway.jms.fanout import TopicFanout
 from kgateway.jms.session import JmsSession
-from kgateway.links import connect as links_connect
-from kgateway.services import PathResolver, PropertySpec, ServiceType, check_properties
+from kgateway.services.base import (
+    BackendService,
+    PropertySpec,
+    ServiceContext,
+    ServiceType,
+    check_properties,
+)
 
 log = Logger()
 
@@ -64,44 +69,36 @@ def _duration_or_zero(text: str) -> float:
 
 
 PROPERTIES: dict[str, PropertySpec] = {
-    "connection.factory.name": PropertySpec(
-        str, "ConnectionFactory", doc="The JNDI connection factory (informational: the "
-        "gateway reaches the broker over STOMP)."),
-    "context.lookup.topic.format": PropertySpec(
-        _format, "dynamicTopics/%s", doc="JNDI name of the topic /topic/NAME."),
-    "context.lookup.queue.format": PropertySpec(
-        _format, "dynamicQueues/%s", doc="JNDI name of the queue /queue/NAME."),
-    "env.java.naming.factory.initial": PropertySpec(
-        str, None, doc="The JNDI initial context factory (informational)."),
-    "env.java.naming.provider.url": PropertySpec(
-        str, None, doc="The broker's JNDI/OpenWire URL; a stomp:// URL here serves as the "
-        "<connect> when there is none."),
-    "broker.topic.prefix": PropertySpec(_prefix, "/topic/",
-                                        doc="How the broker's STOMP names physical topics."),
-    "broker.queue.prefix": PropertySpec(_prefix, "/queue/",
-                                        doc="How the broker's STOMP names physical queues."),
-    "broker.login": PropertySpec(str, None, doc="login header of the gateway's CONNECT."),
-    "broker.passcode": PropertySpec(str, None, doc="passcode header of the gateway's CONNECT."),
-    "broker.virtual.host": PropertySpec(str, None, doc="host header of the gateway's CONNECT "
-                                        "(default: the connect URI's host)."),
-    "connection.count": PropertySpec(parse_positive_int, 1,
-                                     doc="Shared STOMP connections to the broker."),
-    "reconnect.delay": PropertySpec(parse_duration, 0.5,
-                                    doc="First wait before reconnecting to the broker."),
-    "reconnect.delay.maximum": PropertySpec(parse_duration, 10.0,
-                                            doc="The back-off doubles up to this."),
-    "maximum.pending.bytes": PropertySpec(
-        parse_size, 512 * 1024, doc="Per-client write buffer; see the slow-consumer policy."),
-    "maximum.frame.size": PropertySpec(parse_size, 4 * 1024 * 1024,
-                                       doc="Largest STOMP frame a client may send."),
-    "queue.prefetch": PropertySpec(parse_positive_int, 100,
-                                   doc="Unacknowledged messages per queue subscription."),
-    "heartbeat.interval": PropertySpec(_duration_or_zero, 10.0,
-                                       doc="Client heart-beats the gateway offers (0: none)."),
-    "broker.heartbeat.interval": PropertySpec(
-        _duration_or_zero, 10.0, doc="Heart-beats asked of the broker both ways (0: none)."),
-    "outage.buffer.size": PropertySpec(parse_size, 8 * 1024 * 1024,
-                                       doc="Frames kept per broker connection while it is down."),
+    # the JNDI names of the seed configurations (informational: the gateway speaks STOMP)
+    "connection.factory.name": PropertySpec(str, "ConnectionFactory"),
+    "env.java.naming.factory.initial": PropertySpec(str, None),
+    # JNDI names of /topic/NAME and /queue/NAME
+    "context.lookup.topic.format": PropertySpec(_format, "dynamicTopics/%s"),
+    "context.lookup.queue.format": PropertySpec(_format, "dynamicQueues/%s"),
+    # the broker's JNDI/OpenWire URL; a stomp:// URL here serves as the <connect>
+    "env.java.naming.provider.url": PropertySpec(str, None),
+    # how the broker's STOMP names physical topics and queues
+    "broker.topic.prefix": PropertySpec(_prefix, "/topic/"),
+    "broker.queue.prefix": PropertySpec(_prefix, "/queue/"),
+    # the gateway's own CONNECT: login, passcode, host (default: the connect URI's host)
+    "broker.login": PropertySpec(str, None),
+    "broker.passcode": PropertySpec(str, None),
+    "broker.virtual.host": PropertySpec(str, None),
+    # shared STOMP connections to the broker, and their reconnect back-off
+    "connection.count": PropertySpec(parse_positive_int, 1),
+    "reconnect.delay": PropertySpec(parse_duration, 0.5),
+    "reconnect.delay.maximum": PropertySpec(parse_duration, 10.0),
+    # per-client write buffer (see the slow-consumer policy in docs/jms.md)
+    "maximum.pending.bytes": PropertySpec(parse_size, 512 * 1024),
+    # the largest STOMP frame a client may send
+    "maximum.frame.size": PropertySpec(parse_size, 4 * 1024 * 1024),
+    # unacknowledged messages per queue subscription
+    "queue.prefetch": PropertySpec(parse_positive_int, 100),
+    # heart-beats offered to clients, and asked of the broker both ways (0: none)
+    "heartbeat.interval": PropertySpec(_duration_or_zero, 10.0),
+    "broker.heartbeat.interval": PropertySpec(_duration_or_zero, 10.0),
+    # frames kept per broker connection while it is down
+    "outage.buffer.size": PropertySpec(parse_size, 8 * 1024 * 1024),
 }
 
 _OPENWIRE_SCHEMES = ("tcp", "ssl", "nio", "nio+ssl", "failover", "vm", "auto", "auto+ssl")
@@ -115,8 +112,8 @@ class JmsSettings:
     reconnect_delay: float = 0.5
     reconnect_delay_maximum: float = 10.0
     maximum_pending_bytes: int = 512 * 1024
-    max_frame_size: int = 4 * 1024 * 1024
-    prefetch: int = 100
+    maximum_frame_size: int = 4 * 1024 * 1024
+    queue_prefetch: int = 100
     heartbeat_interval: float = 10.0
     broker_heartbeat_interval: float = 10.0
     outage_buffer_size: int = 8 * 1024 * 1024
@@ -124,7 +121,7 @@ class JmsSettings:
     passcode: str | None = None
     virtual_host: str | None = None
     #: broker destination -> last-value cache size
-    caches: dict[str, int] = field(default_factory=dict)
+    caches: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
 
 
 def _topics(config: ServiceConfig, elements: list[Any],
@@ -163,7 +160,7 @@ def _topics(config: ServiceConfig, elements: list[Any],
     return caches, problems
 
 
-def check(config: ServiceConfig, resolve: PathResolver) -> JmsSettings:
+def _check(config: ServiceConfig, resolve: PathResolver) -> JmsSettings:
     topic_elements = [p for p in config.properties.items if p.name == "topic"]
     flat = replace(config, properties=Properties(
         tuple(p for p in config.properties.items if p.name != "topic")))
@@ -209,25 +206,22 @@ def check(config: ServiceConfig, resolve: PathResolver) -> JmsSettings:
         reconnect_delay_maximum=max(values["reconnect.delay.maximum"],
                                     values["reconnect.delay"]),
         maximum_pending_bytes=values["maximum.pending.bytes"],
-        max_frame_size=values["maximum.frame.size"],
-        prefetch=values["queue.prefetch"],
+        maximum_frame_size=values["maximum.frame.size"],
+        queue_prefetch=values["queue.prefetch"],
         heartbeat_interval=values["heartbeat.interval"],
         broker_heartbeat_interval=values["broker.heartbeat.interval"],
         outage_buffer_size=values["outage.buffer.size"],
         login=values["broker.login"], passcode=values["broker.passcode"],
-        virtual_host=values["broker.virtual.host"], caches=caches)
+        virtual_host=values["broker.virtual.host"], caches=MappingProxyType(caches))
 
 
-@implementer(IGatewayService)
-class JmsService:
-    """The running service: shared broker connections, topic fan-out, sessions."""
+class JmsService(BackendService):
+    """The running service, a JmsHost for its sessions: shared broker connections, topic
+    fan-out, sessions."""
 
-    #: how broker connections are made (tests give an in-memory one)
-    connect: Callable[..., Any] = staticmethod(links_connect)
-
-    def __init__(self, reactor: Any, config: ServiceConfig, gateway: GatewayConfig) -> None:
-        self.reactor = reactor
-        self.config = config
+    def __init__(self, context: ServiceContext) -> None:
+        super().__init__(context)
+        config = context.config
         self.settings: JmsSettings = config.settings
         self.destinations = self.settings.destinations
         # Qualifies temporary destination names, so gateways and restarts never collide.
@@ -237,35 +231,27 @@ class JmsService:
             uri=s.broker, options=config.connect_options, login=s.login, passcode=s.passcode,
             virtual_host=s.virtual_host, reconnect_delay=s.reconnect_delay,
             reconnect_delay_maximum=s.reconnect_delay_maximum,
-            outbox_limit=s.outage_buffer_size, max_frame_size=max(s.max_frame_size, 16 << 20),
-            truststore=gateway.security.truststore_file,
-            identity=tls.connect_identity(gateway.security, config.connect_options),
+            outage_buffer_size=s.outage_buffer_size,
+            max_frame_size=max(s.maximum_frame_size, 16 << 20),
             heartbeat=s.broker_heartbeat_interval)
         self.connections = [self._connection(f"{config.name}#{i + 1}")
                             for i in range(s.connection_count)]
         self.fanout = TopicFanout(self.connections, s.caches)
         self.sessions: set[JmsSession] = set()
-        self.slow_consumers = 0
         self._next = itertools.count()
 
     def _connection(self, label: str, client_id: str | None = None) -> BrokerConnection:
-        # Looked up at dial time, so a test can swap self.connect after construction.
-        connection = BrokerConnection(self.reactor, self.broker_settings, label,
-                                      client_id=client_id,
-                                      connect=lambda *a, **k: self.connect(*a, **k))
-
-        def writable(ok: bool) -> None:
-            # The broker link is backed up: stop reading from the clients that send on it,
-            # so a fast publisher cannot make the gateway buffer without bound.
-            for session in list(self.sessions):
-                if session.connection is connection:
-                    session.set_reading(ok)
-
-        connection.on_writable.append(writable)
-        return connection
+        return BrokerConnection(self.reactor, self.broker_settings, label, self.connector,
+                                client_id=client_id)
 
     def session(self, link: ILink) -> JmsSession:
         return JmsSession(self, link)
+
+    def opened(self, session: JmsSession) -> None:
+        self.sessions.add(session)
+
+    def ended(self, session: JmsSession) -> None:
+        self.sessions.discard(session)
 
     def pick_connection(self) -> BrokerConnection:
         return self.connections[next(self._next) % len(self.connections)]
@@ -294,7 +280,6 @@ SERVICE_TYPE = ServiceType(
     connect_schemes=frozenset({"stomp", "stomp+ssl"}),
     min_connects=0,
     max_connects=1,
-    check=check,
+    custom_check=_check,
     build=JmsService,
-    doc="STOMP clients on a JMS broker's topics and queues through shared broker connections.",
 )

@@ -16,14 +16,15 @@ it is in the log and the access log. Bytes count connections that have ended. Wi
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 from twisted.web import resource
 from twisted.web.iweb import IRequest
+from zope.interface import implementer
 
 from kgateway import __version__
 from kgateway.config import ServiceConfig
-from kgateway.services import PathResolver, ServiceBase, ServiceType, check_properties
+from kgateway.interfaces import IBackendStatus, IHTTPService
+from kgateway.services.base import GatewayStatus, ServiceBase, ServiceType
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
@@ -35,11 +36,11 @@ def _labels(**labels: object) -> str:
     return "{" + ",".join(f'{k}="{escape(v)}"' for k, v in labels.items()) + "}"
 
 
-def render(gateway: Any) -> str:
-    """The exposition text for a GatewayService (its tracker, services and draining flag)."""
+def render(gateway: GatewayStatus) -> str:
+    """The exposition text for the gateway (its tracker, services and draining flag)."""
     tracker = gateway.tracker
     live = tracker.counts()
-    services = gateway.gateway_services
+    services = gateway.services
 
     def family(name: str, kind: str, help_: str, samples: Iterator[tuple[str, object]]) -> str:
         lines = [f"# HELP {name} {help_}", f"# TYPE {name} {kind}"]
@@ -52,8 +53,8 @@ def render(gateway: Any) -> str:
 
     def backends() -> Iterator[tuple[str, object]]:
         for name, svc in sorted(services.items()):
-            status = getattr(svc, "backend_status", None)
-            for target, state in sorted((status() if status else {}).items()):
+            status = svc.backend_status() if IBackendStatus.providedBy(svc) else {}
+            for target, state in sorted(status.items()):
                 yield _labels(service=name, target=target), int(bool(state.get("up")))
 
     worker = gateway.worker if gateway.worker is not None else ""
@@ -87,36 +88,22 @@ class MetricsResource(resource.Resource):
     def render_GET(self, request: IRequest) -> bytes:
         request.setHeader(b"content-type", CONTENT_TYPE)
         request.setHeader(b"cache-control", b"no-store")
-        if self.service.gateway is None:
-            request.setResponseCode(503)
-            return b"# the gateway is not running yet\n"
-        return render(self.service.gateway).encode()
+        return render(self.service.status).encode()
 
 
+@implementer(IHTTPService)
 class MetricsService(ServiceBase):
-    def __init__(self, config: ServiceConfig) -> None:
+    def __init__(self, config: ServiceConfig, status: GatewayStatus) -> None:
         super().__init__(config)
-        self.gateway: Any = None  # the GatewayService, given by bind_gateway()
+        self.status = status
         self.resource = MetricsResource(self)
-
-    def bind_gateway(self, gateway: Any) -> None:
-        self.gateway = gateway
 
     def http_resource(self) -> resource.IResource:
         return self.resource
 
 
-def _check(config: ServiceConfig, resolve: PathResolver) -> Any:
-    return check_properties(config, {})
-
-
 SERVICE_TYPE = ServiceType(
     name="metrics",
     accept_schemes=frozenset({"http", "https"}),
-    connect_schemes=frozenset(),
-    min_connects=0,
-    max_connects=0,
-    check=_check,
-    build=lambda reactor, config, gateway: MetricsService(config),
-    doc="Connection and byte counters per service in the Prometheus text format.",
+    build=lambda context: MetricsService(context.config, context.status),
 )

@@ -12,6 +12,7 @@ A close on either side closes the other: WebSocket close <-> TCP FIN.
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 from twisted.internet import defer
@@ -20,33 +21,36 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from kgateway.balancer import Balancer, Target, parse_strategy
-from kgateway.config import GatewayConfig, ServiceConfig, parse_duration, parse_size
-from kgateway.interfaces import ILink, IPeer, ISession
-from kgateway.links import BAD_GATEWAY, NORMAL, ConnectError
-from kgateway.services import (
-    BackendService,
-    PathResolver,
-    PropertySpec,
-    ServiceType,
-    check_properties,
+from kgateway.config import parse_duration, parse_size
+from kgateway.interfaces import (
+    BAD_GATEWAY,
+    NORMAL,
+    ConnectError,
+    IBackendStatus,
+    ILink,
+    ILinkReceiver,
+    ISession,
 )
+from kgateway.services.base import BackendService, PropertySpec, ServiceContext, ServiceType
 
 log = Logger()
 
 PROPERTIES = {
-    "maximum.pending.bytes": PropertySpec(
-        parse_size, 64 * 1024,
-        doc="Write-buffer size per side at which reading from the other side pauses.",
-    ),
-    "connect.strategy": PropertySpec(
-        parse_strategy, "round-robin",
-        doc="With several <connect>: round-robin or least-connections (kgateway.balancer).",
-    ),
-    "connect.probe.interval": PropertySpec(
-        parse_duration, None,
-        doc="TCP probe of each <connect> target; default 5sec with several targets, else off.",
-    ),
+    # write-buffer size per side at which reading from the other side pauses
+    "maximum.pending.bytes": PropertySpec(parse_size, 64 * 1024),
+    # with several <connect>: round-robin or least-connections (kgateway.balancer)
+    "connect.strategy": PropertySpec(parse_strategy, "round-robin"),
+    # TCP probe of each <connect> target; default 5sec with several targets, else off
+    "connect.probe.interval": PropertySpec(parse_duration, None),
 }
+
+
+class Client(enum.Enum):
+    """Where the client side of a proxy session is."""
+
+    CONNECTING = "connecting"  # WebSocket handshake (or stream set-up) not done yet
+    OPEN = "open"
+    CLOSED = "closed"
 
 
 @implementer(ISession)
@@ -58,11 +62,10 @@ class ProxySession:
         self.client = client
         self.backend: ILink | None = None
         self.failure: str | None = None
-        self.client_closed = False
+        self.state = Client.CONNECTING
         self.target: Target | None = None  # the balancer's target while connected to it
         # A back end may speak first (a banner, a greeting) while the client's WebSocket
         # handshake is still finishing: keep that until the client can take it.
-        self.client_open = False
         self.early: list[tuple[bytes, bool]] = []
         self.early_close: tuple[int | None, str] | None = None
 
@@ -78,13 +81,11 @@ class ProxySession:
         assert chosen is not None, "a proxy has at least one <connect>"
         tried.append(chosen)
         target = chosen.uri
-        d = self.service.connect(self.service.reactor, target, config.connect_options,
-                                 _BackendPeer(self), protocols=offered,
-                                 truststore=self.service.truststore,
-                                 identity=self.service.identity, client=self.client.peer)
+        d = self.service.connector.connect(target, config.connect_options, _Backend(self),
+                                           protocols=offered, client=self.client.remote)
 
         def connected(backend: ILink) -> str | None:
-            if self.client_closed:
+            if self.state is Client.CLOSED:
                 backend.close(NORMAL, "client went away")
                 return None
             self.backend = backend
@@ -98,12 +99,12 @@ class ProxySession:
         def failed(reason: Failure) -> Any:
             reason.trap(ConnectError)
             balancer.failed(chosen, reason.getErrorMessage())
-            if not self.client_closed and balancer.untried(tried):
+            if self.state is not Client.CLOSED and balancer.untried(tried):
                 # Passive fail-over: the next target, before the client notices anything.
                 return self._connect(offered, tried)
             self.failure = f"cannot connect to {target}: {reason.getErrorMessage()}"
             log.warn("{service}: {peer}: {failure}", service=config.name,
-                     peer=self.client.peer, failure=self.failure, target=str(target))
+                     peer=self.client.remote, failure=self.failure, target=str(target))
             if not self.client.is_websocket:
                 # A stream client has no close reason to read: refuse the connection.
                 raise ConnectError(self.failure)
@@ -113,7 +114,7 @@ class ProxySession:
         return d.addCallbacks(connected, failed)
 
     def opened(self) -> None:
-        self.client_open = True
+        self.state = Client.OPEN
         for data, binary in self.early:
             self.backend_received(data, binary)
         self.early = []
@@ -132,7 +133,7 @@ class ProxySession:
 
     def received(self, data: bytes, binary: bool) -> None:
         if self.backend is not None:
-            self.backend.write(data, binary or not self.backend.is_websocket)
+            self.backend.write(data, binary)
 
     def _release(self) -> None:
         target, self.target = self.target, None
@@ -140,38 +141,39 @@ class ProxySession:
             self.service.balancer.released(target)
 
     def closed(self, code: int | None, reason: str) -> None:
-        self.client_closed = True
+        self.state = Client.CLOSED
         self._release()
         if self.backend is not None:
             backend, self.backend = self.backend, None
             backend.close(code or NORMAL, reason)
 
-    # the back-end side, through _BackendPeer
+    # the back-end side, through _Backend
 
     def backend_received(self, data: bytes, binary: bool) -> None:
-        if not self.client_open:
+        if self.state is Client.CONNECTING:
             self.early.append((data, binary))
             return
-        self.client.write(data, binary or not self.client.is_websocket)
+        self.client.write(data, binary)
 
     def backend_closed(self, code: int | None, reason: str) -> None:
         if self.backend is None:
             return
         self.backend = None
         self._release()
-        if not self.client_open:
+        if self.state is Client.CONNECTING:
             self.early_close = (code, reason)
             return
         self._end_client(code, reason)
 
     def _end_client(self, code: int | None, reason: str) -> None:
-        if not self.client_closed:
+        if self.state is not Client.CLOSED:
             self.client.close(code or NORMAL, reason if code else "")
 
 
-@implementer(IPeer)
-class _BackendPeer:
-    """Routes back-end events to the session's backend_* methods."""
+@implementer(ILinkReceiver)
+class _Backend:
+    """Receives the back-end link's events for the session's backend_* methods (the session
+    itself receives the client's: both sides speak ILinkReceiver)."""
 
     def __init__(self, session: ProxySession) -> None:
         self.session = session
@@ -183,15 +185,16 @@ class _BackendPeer:
         self.session.backend_closed(code, reason)
 
 
+@implementer(IBackendStatus)
 class ProxyService(BackendService):
-    def __init__(self, reactor: Any, config: ServiceConfig, gateway: GatewayConfig) -> None:
-        super().__init__(reactor, config, gateway)
-        interval = self.settings.get("connect.probe.interval")
+    def __init__(self, context: ServiceContext) -> None:
+        super().__init__(context)
+        config = context.config
+        interval = self.settings["connect.probe.interval"]
         if interval is None:
             interval = 5.0 if len(config.connects) > 1 else 0.0
         self.balancer = Balancer(
-            reactor, config.connects, strategy=self.settings.get("connect.strategy",
-                                                                 "round-robin"),
+            self.reactor, config.connects, strategy=self.settings["connect.strategy"],
             probe_interval=interval, probe_timeout=config.connect_options["connect.timeout"],
             name=config.name)
 
@@ -212,17 +215,12 @@ class ProxyService(BackendService):
         self.balancer.stop()
 
 
-def _check(config: ServiceConfig, resolve: PathResolver) -> Any:
-    return check_properties(config, PROPERTIES)
-
-
 SERVICE_TYPE = ServiceType(
     name="proxy",
     accept_schemes=frozenset({"ws", "wss", "tcp", "ssl", "udp"}),
     connect_schemes=frozenset({"ws", "wss", "tcp", "ssl", "udp"}),
     min_connects=1,
     max_connects=None,  # several: balanced (kgateway.balancer)
-    check=_check,
+    properties=PROPERTIES,
     build=ProxyService,
-    doc="Relays bytes or messages between clients and the <connect> target.",
 )

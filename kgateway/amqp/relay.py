@@ -19,7 +19,7 @@ else; it never decodes channel traffic::
 
 Inputs are method calls (``client_data``, ``broker_data``, ``broker_connected`` ...);
 outputs are calls on a :class:`RelayOutput` (the Twisted session in
-``kgateway.services.amqp``). No reactor, no transport, no clock: timers are requested
+``kgateway.amqp.session``). No reactor, no transport, no clock: timers are requested
 through the output and reported back with :meth:`AmqpRelay.timer_expired`.
 
 Closing rules (docs/amqp.md has the table):
@@ -43,6 +43,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Final, Protocol
 
+from kgateway.interfaces import BAD_GATEWAY, NORMAL, POLICY_VIOLATION, PROTOCOL_ERROR
 from kgateway.protocols.amqp import (
     COMMAND_INVALID,
     CONNECTION_FORCED,
@@ -68,16 +69,17 @@ from kgateway.protocols.amqp import (
     Method,
     ProtocolHeaderError,
     ProtocolHeaderReader,
+    close_for,
     decode_method,
     method_frame,
     negotiate_frame_max,
 )
 
-# WebSocket close codes (RFC 6455 7.4.1) the relay asks for; streams just close.
-WS_NORMAL: Final = 1000
-WS_PROTOCOL_ERROR: Final = 1002
-WS_POLICY_VIOLATION: Final = 1008
-WS_BAD_GATEWAY: Final = 1014
+# WebSocket close codes the relay asks for; streams just close.
+WS_NORMAL: Final = NORMAL
+WS_PROTOCOL_ERROR: Final = PROTOCOL_ERROR
+WS_POLICY_VIOLATION: Final = POLICY_VIOLATION
+WS_BAD_GATEWAY: Final = BAD_GATEWAY
 
 #: RabbitMQ accepts frames this much over frame-max (its FRAME_SIZE_FUDGE): some clients
 #: compare the payload rather than the whole frame with frame-max.
@@ -426,7 +428,7 @@ class AmqpRelay:
         self.out.event("warn", f"closing the client: {reason}")
         self.out.cancel_timer(HANDSHAKE_TIMER)
         self._abort_broker(f"kgateway closed client {self.client_address}: {reason}")
-        self.out.to_client(method_frame(0, exc.to_close()))
+        self.out.to_client(method_frame(0, close_for(exc)))
         code = _ws_code(exc.reply_code)
         if exc.fatal:
             # Nothing after a bad frame-end or frame type can be trusted or even found.
