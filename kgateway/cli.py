@@ -16,11 +16,11 @@ import sys
 from collections.abc import Sequence
 
 from kgateway import __version__
-from kgateway import config as config_module
-from kgateway.config import Property
+from kgateway.config import ConfigError, GatewayConfig, Property, parse_define
 
 
-def _describe(cfg: config_module.GatewayConfig) -> str:
+def describe_config(cfg: GatewayConfig) -> str:
+    """What ``kgateway check`` prints: each service with its values substituted."""
     out = [f"{cfg.file}: {len(cfg.services)} service(s)"]
     for svc in cfg.services:
         out.append(f"\nservice {svc.name!r} ({svc.type}), line {svc.line}")
@@ -75,19 +75,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{cert}\n{key}")
         print(os.path.join(args.folder, "ca.pem"))
         return 0
+    from kgateway.services import load_config
+
     overrides = {}
     for item in args.defines:
-        name, sep, value = item.partition("=")
-        if not sep:
-            parser.error(f"-D expects name=value, not {item!r}")
+        try:
+            name, value = parse_define(item)
+        except ValueError as e:
+            parser.error(str(e))
         overrides[name] = value
     try:
-        cfg = config_module.load(args.config, overrides)
-    except config_module.ConfigError as e:
+        cfg = load_config(args.config, overrides)
+    except ConfigError as e:
         print(e, file=sys.stderr)
         print(f"{args.config}: {len(e.problems)} problem(s)", file=sys.stderr)
         return 1
-    print(_describe(cfg))
+    print(describe_config(cfg))
     return 0
 
 

@@ -13,26 +13,29 @@ from typing import Any
 from twisted.application.service import IService
 from twisted.python import usage
 
-from kgateway import config as config_module
-
-
-def parse_define(value: str) -> tuple[str, str]:
-    name, sep, text = value.partition("=")
-    if not sep or not name.strip():
-        raise usage.UsageError(f"-D expects name=value, not {value!r}")
-    return name.strip(), text
+from kgateway.config import (
+    ConfigError,
+    GatewayConfig,
+    parse_define,
+    parse_duration,
+    parse_positive_int,
+)
+from kgateway.gateway import DrainSettings, GatewayService
+from kgateway.listeners import ListenError
+from kgateway.services import load_config
+from kgateway.transport.tls import TLSConfigError
 
 
 def _duration(text: str) -> float:
     try:
-        return config_module.parse_duration(text)
+        return parse_duration(text)
     except ValueError as e:
         raise usage.UsageError(str(e)) from None
 
 
 def _positive(text: str) -> int:
     try:
-        return config_module.parse_positive_int(text)
+        return parse_positive_int(text)
     except ValueError as e:
         raise usage.UsageError(str(e)) from None
 
@@ -57,7 +60,10 @@ class Options(usage.Options):
 
     def opt_D(self, value: str) -> None:
         """Set property name=value, overriding the environment and the file (repeatable)."""
-        name, text = parse_define(value)
+        try:
+            name, text = parse_define(value)
+        except ValueError as e:
+            raise usage.UsageError(str(e)) from None
         self["properties"][name] = text
 
     opt_define = opt_D
@@ -81,11 +87,22 @@ class Options(usage.Options):
             argv += ["-D", f"{name}={value}"]
         return argv
 
-    def _load(self) -> config_module.GatewayConfig:
+    def _load(self) -> GatewayConfig:
         try:
-            return config_module.load(self["config"], self["properties"])
-        except config_module.ConfigError as e:
+            return load_config(self["config"], self["properties"])
+        except ConfigError as e:
             raise usage.UsageError(f"invalid configuration:\n{e}") from None
+
+
+class _TwistdGateway(GatewayService):
+    """What twistd runs: a gateway whose start-up errors are twistd's error exit."""
+
+    def privilegedStartService(self) -> None:
+        try:
+            super().privilegedStartService()
+        except ListenError as e:
+            # twistd turns SystemExit(str) into that line on stderr and exit status 1.
+            raise SystemExit(f"kgateway: {e}") from e
 
 
 def makeService(options: Options, reactor: Any = None) -> IService:
@@ -97,7 +114,9 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         from kgateway.workers import WorkerSupervisor
 
         return WorkerSupervisor(reactor, options.worker_argv(), options["workers"])
-    from kgateway.gateway import DrainSettings, build_gateway
-
     drain = DrainSettings(options["drain-grace"], options["drain-timeout"])
-    return build_gateway(reactor, options["gateway"], drain=drain, worker=options["worker"])
+    try:
+        return _TwistdGateway(reactor, options["gateway"], drain=drain,
+                              worker=options["worker"])
+    except TLSConfigError as e:
+        raise SystemExit(f"kgateway: {e}") from e
