@@ -1,21 +1,30 @@
-"""In-memory links for session tests: they record what a session does to them."""
+"""In-memory stand-ins for unit tests, passed to constructors: links that record what a
+session does to them, a Connector whose connects the test completes by hand, and a helper
+that builds a service from a configuration text the way the gateway does."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from twisted.internet.testing import StringTransport
+from twisted.internet import defer
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from zope.interface import implementer
 
-from kgateway.interfaces import ILink
+from kgateway.config import GatewayConfig
+from kgateway.interfaces import IConnector, IGatewayService, ILink, ILinkReceiver
+from kgateway.services import SERVICE_TYPES, load_config
+from kgateway.services.base import GatewayStatus, ServiceContext
+from kgateway.transport.tracker import ConnectionTracker
 
 
 @implementer(ILink)
 class FakeLink:
-    def __init__(self, websocket: bool = True, peer: str = "192.0.2.7:5555",
+    def __init__(self, websocket: bool = True, remote: str = "192.0.2.7:5555",
                  protocol: str | None = None) -> None:
         self.is_websocket = websocket
-        self.peer = peer
+        self.remote = remote
         self.protocol = protocol
         self.transport = StringTransport()
         self.messages: list[tuple[bytes, bool]] = []
@@ -46,3 +55,58 @@ class FakeLink:
     @property
     def data(self) -> bytes:
         return b"".join(m for m, _ in self.messages)
+
+
+@dataclass
+class ConnectCall:
+    uri: Any
+    options: Any
+    receiver: ILinkReceiver
+    protocols: list[str]
+    client: str
+    d: defer.Deferred[ILink] = field(default_factory=defer.Deferred)
+
+
+@implementer(IConnector)
+class FakeConnector:
+    """Records each connect; the test fires ``calls[i].d`` with a FakeLink or a failure."""
+
+    def __init__(self) -> None:
+        self.calls: list[ConnectCall] = []
+
+    def connect(self, uri: Any, options: Any, receiver: ILinkReceiver, *,
+                protocols: Any = (), client: str = "") -> defer.Deferred[ILink]:
+        call = ConnectCall(uri, options, receiver, list(protocols), client)
+        self.calls.append(call)
+        return call.d
+
+
+def write_config(tmp_path: Path, body: str, name: str = "g.xml") -> str:
+    path = tmp_path / name
+    path.write_text(f"<gateway-config>{body}</gateway-config>")
+    return str(path)
+
+
+def load(tmp_path: Path, body: str) -> GatewayConfig:
+    return load_config(write_config(tmp_path, body), {}, {})
+
+
+def build(cfg: GatewayConfig, index: int = 0, *, reactor: Any = None,
+          connector: IConnector | None = None,
+          status: GatewayStatus | None = None) -> IGatewayService:
+    """Service number *index* of *cfg*, built as the gateway builds it."""
+    svc_config = cfg.services[index]
+    context = ServiceContext(reactor if reactor is not None else MemoryReactorClock(),
+                             svc_config, cfg,
+                             connector if connector is not None else FakeConnector(),
+                             status if status is not None else GatewayStatus(
+                                 ConnectionTracker()))
+    return SERVICE_TYPES[svc_config.type].build(context)
+
+
+def build_all(cfg: GatewayConfig, **kwargs: Any) -> GatewayStatus:
+    """Every service of *cfg*, built as the gateway builds them around one GatewayStatus."""
+    status = GatewayStatus(ConnectionTracker())
+    for index, svc_config in enumerate(cfg.services):
+        status.services[svc_config.name] = build(cfg, index, status=status, **kwargs)
+    return status

@@ -7,14 +7,12 @@ from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.task import Clock
-from twisted.internet.testing import MemoryReactorClock
 
-from kgateway import config
 from kgateway.balancer import Balancer
 from kgateway.config import URI, parse_uri
-from kgateway.links import ConnectError
-from kgateway.services import proxy
-from tests.unit.fakes import FakeLink
+from kgateway.interfaces import ConnectError
+from kgateway.services import load_config, proxy
+from tests.unit.fakes import FakeLink, build
 
 A, B, C = (parse_uri(f"tcp://backend-{n}:5672") for n in "abc")
 
@@ -135,13 +133,13 @@ def test_no_probes_when_the_interval_is_zero() -> None:
 
 
 class Connector:
-    """Stands in for links.connect: each call waits for the test to answer it."""
+    """Stands in for the gateway's Connector: each connect waits for the test to answer it."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[URI, defer.Deferred[object]]] = []
 
-    def __call__(self, reactor: object, uri: URI, options: object, peer: object,
-                 **kwargs: object) -> defer.Deferred[object]:
+    def connect(self, uri: URI, options: object, receiver: object,
+                **kwargs: object) -> defer.Deferred[object]:
         d: defer.Deferred[object] = defer.Deferred()
         self.calls.append((uri, d))
         return d
@@ -154,10 +152,10 @@ def proxy_service(tmp_path: Path, strategy: str = "round-robin") -> tuple[Any, C
         "<connect>tcp://a:1</connect><connect>tcp://b:1</connect><type>proxy</type>"
         f"<properties><connect.strategy>{strategy}</connect.strategy></properties>"
         "</service></gateway-config>")
-    cfg = config.load(str(path), {}, {})
-    service = proxy.ProxyService(MemoryReactorClock(), cfg.services[0], cfg)
+    cfg = load_config(str(path), {}, {})
     connector = Connector()
-    service.connect = connector
+    service = build(cfg, connector=connector)  # type: ignore[arg-type]
+    assert isinstance(service, proxy.ProxyService)
     return service, connector
 
 

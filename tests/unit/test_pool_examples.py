@@ -6,22 +6,21 @@ import os
 
 import pytest
 
-from kgateway import config
-from kgateway.services import SERVICE_TYPES
+from kgateway.services import SERVICE_TYPES, load_config
 from tests.helpers import ROOT
 
 EXAMPLES = os.path.join(ROOT, "etc", "examples")
 
 
 def test_the_default_config_serves_health_at_slash_health() -> None:
-    cfg = config.load(os.path.join(ROOT, "etc", "gateway.xml"), environ={})
+    cfg = load_config(os.path.join(ROOT, "etc", "gateway.xml"), environ={})
     (health,) = [s for s in cfg.services if s.type == "health"]
     assert [u.path for u in health.accepts] == ["/health"]
 
 
 @pytest.mark.skipif("jms" not in SERVICE_TYPES, reason="the jms service type is not in yet")
 def test_the_f5_gateway_config_loads_with_the_seed_properties() -> None:
-    cfg = config.load(os.path.join(EXAMPLES, "f5-bigip", "gateway.xml"),
+    cfg = load_config(os.path.join(EXAMPLES, "f5-bigip", "gateway.xml"),
                       {"gateway.hostname": "20.20.20.15"}, environ={})
     by_name = {s.name: s for s in cfg.services}
     assert str(by_name["AMQP Service"].accepts[0]) == "ws://20.20.20.15:8001/amqp"

@@ -11,18 +11,17 @@ import pytest
 from autobahn.websocket.types import ConnectionDeny
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from twisted.internet import defer
 from twisted.internet.testing import MemoryReactorClock
 from zope.interface.verify import verifyObject
 
-from kgateway import config
-from kgateway.amqp_session import CLIENT_KEY, FORWARDED_FOR, Phase
-from kgateway.interfaces import ILink, IPeer, ISession
-from kgateway.links import ConnectError
+from kgateway.amqp.relay import CLIENT_KEY, FORWARDED_FOR, Phase
+from kgateway.amqp.session import AmqpSession
+from kgateway.config import ConfigError
+from kgateway.interfaces import ConnectError, ILinkReceiver, ISession
 from kgateway.protocols import amqp as A
 from kgateway.services import SERVICE_TYPES
-from kgateway.services.amqp import AmqpService, AmqpSession
-from tests.unit.fakes import FakeLink
+from kgateway.services.amqp import AmqpService
+from tests.unit.fakes import FakeConnector, FakeLink, build, load
 
 START = A.method_frame(0, A.ConnectionStart(0, 9, {"product": "RabbitMQ"}, b"PLAIN AMQPLAIN",
                                             b"en_US"))
@@ -41,30 +40,16 @@ PUBLISH = (A.encode_frame(A.FRAME_METHOD, 1, b"\x00\x3c\x00\x28\x00\x00\x00\x01q
            + A.encode_frame(A.FRAME_BODY, 1, b"hello"))
 
 
-class FakeConnector:
-    def __init__(self) -> None:
-        self.calls: list[dict[str, Any]] = []
-
-    def __call__(self, reactor, uri, options, peer, *, protocols=(), truststore=None,  # type: ignore[no-untyped-def]
-                 identity=None):
-        d: defer.Deferred[ILink] = defer.Deferred()
-        self.calls.append({"uri": uri, "peer": peer, "d": d})
-        return d
-
-
 def make_service(tmp_path: Path, properties: str = "",
                  target: str = "tcp://broker:5672") -> tuple[AmqpService, FakeConnector,
                                                              MemoryReactorClock]:
-    path = tmp_path / "g.xml"
     props = f"<properties>{properties}</properties>" if properties else ""
-    path.write_text(f"<gateway-config><service><name>amqp</name><accept>ws://h:1/amqp</accept>"
-                    f"<connect>{target}</connect><type>amqp.proxy</type>{props}</service>"
-                    "</gateway-config>")
-    cfg = config.load(str(path), {}, {})
+    cfg = load(tmp_path, f"<service><name>amqp</name><accept>ws://h:1/amqp</accept>"
+                         f"<connect>{target}</connect><type>amqp.proxy</type>{props}</service>")
     reactor = MemoryReactorClock()
-    service = AmqpService(reactor, cfg.services[0], cfg)
     connector = FakeConnector()
-    service.connect = connector  # type: ignore[assignment]
+    service = build(cfg, reactor=reactor, connector=connector)
+    assert isinstance(service, AmqpService)
     return service, connector, reactor
 
 
@@ -74,17 +59,17 @@ class Harness:
     def __init__(self, tmp_path: Path, properties: str = "", websocket: bool = True) -> None:
         self.service, self.connector, self.reactor = make_service(tmp_path, properties)
         self.client = FakeLink(websocket=websocket)
-        self.broker = FakeLink(websocket=False, peer="127.0.0.1:5672")
+        self.broker = FakeLink(websocket=False, remote="127.0.0.1:5672")
         self.session: AmqpSession = self.service.session(self.client)
         assert self.session.negotiate([]) is None
         self.session.opened()
 
     @property
-    def peer(self) -> IPeer:
-        return self.connector.calls[0]["peer"]
+    def peer(self) -> ILinkReceiver:
+        return self.connector.calls[0].receiver
 
     def connect(self) -> None:
-        self.connector.calls[0]["d"].callback(self.broker)
+        self.connector.calls[0].d.callback(self.broker)
 
     def from_client(self, data: bytes) -> None:
         self.session.received(data, True)
@@ -135,7 +120,7 @@ def test_header_byte_by_byte_then_the_broker_is_connected_and_sees_it(tmp_path: 
         assert h.connector.calls == []
         h.from_client(bytes([byte]))
     (call,) = h.connector.calls
-    assert str(call["uri"]) == "tcp://broker:5672"
+    assert str(call.uri) == "tcp://broker:5672"
     assert h.client.paused  # nothing more is read until the broker is there
     h.connect()
     assert not h.client.paused
@@ -189,7 +174,7 @@ def test_handshake_adds_the_client_address_and_relays_everything_else_unchanged(
 
 def test_ipv6_client_address(tmp_path: Path) -> None:
     h = Harness(tmp_path)
-    h.client.peer = "[2001:db8::1]:4000"
+    h.client.remote = "[2001:db8::1]:4000"
     h.session = h.service.session(h.client)
     h.session.opened()
     h.from_client(A.PROTOCOL_HEADER)
@@ -361,7 +346,7 @@ def test_a_broker_refusal_is_relayed_and_the_client_closed_when_the_broker_goes(
 def test_broker_unreachable_is_a_clear_close(tmp_path: Path, websocket: bool) -> None:
     h = Harness(tmp_path, websocket=websocket)
     h.from_client(A.PROTOCOL_HEADER)
-    h.connector.calls[0]["d"].errback(ConnectError("Connection refused"))
+    h.connector.calls[0].d.errback(ConnectError("Connection refused"))
     assert h.client.closes == [(1014, "cannot connect to tcp://broker:5672: Connection refused")]
     assert h.client.messages == []
 
@@ -462,12 +447,12 @@ def test_one_byte_at_a_time_through_the_whole_connection(tmp_path: Path) -> None
 
 
 def test_properties_are_checked(tmp_path: Path) -> None:
-    with pytest.raises(config.ConfigError) as info:
+    with pytest.raises(ConfigError) as info:
         make_service(tmp_path, "<maximum.frame.size>100</maximum.frame.size><virtual.hst>/"
                      "</virtual.hst>")
     text = str(info.value)
     assert "maximum.frame.size" in text and "at least 4096" in text and "virtual.hst" in text
-    with pytest.raises(config.ConfigError) as info:
+    with pytest.raises(ConfigError) as info:
         make_service(tmp_path, target="ws://broker:80/x")
     assert "ws" in str(info.value)
 

@@ -509,7 +509,7 @@ def test_unknown_frame_type_detected_from_first_octet(ftype: int) -> None:
 
 
 def test_frame_error_to_close() -> None:
-    close = FrameError(FRAME_ERROR, "é" * 300, class_id=10, method_id=11).to_close()
+    close = amqp.close_for(FrameError(FRAME_ERROR, "é" * 300, class_id=10, method_id=11))
     assert close.reply_code == FRAME_ERROR
     assert close.reply_text.startswith("FRAME_ERROR - éé")
     assert len(close.reply_text.encode()) <= 255

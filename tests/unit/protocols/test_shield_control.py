@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kgateway.protocols import shield
-from kgateway.protocols.shield import (
+from kgateway.protocols import shield_control as shield
+from kgateway.protocols.shield_control import (
     Decoder,
     Hello,
     Open,

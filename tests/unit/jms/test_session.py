@@ -15,33 +15,34 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.internet import defer
 from twisted.internet.task import Clock
+from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from kgateway import config
-from kgateway.interfaces import IGatewayService, ILink, ISession
-from kgateway.links import ConnectError
+from kgateway.interfaces import ConnectError, IConnector, IGatewayService, ILink, ISession
 from kgateway.protocols.stomp import Frame, FrameParser, encode
+from kgateway.services import load_config
 from kgateway.services.jms import JmsService
-from tests.unit.fakes import FakeLink
+from tests.unit.fakes import FakeLink, build
 
 
+@implementer(IConnector)
 class Broker:
-    """Plays ActiveMQ on the far side of each BrokerConnection."""
+    """Plays ActiveMQ on the far side of each BrokerConnection (the Connector it is given)."""
 
     def __init__(self) -> None:
         self.dials: list[tuple[Any, defer.Deferred[ILink]]] = []
         self.links: list[FakeLink] = []
         self.read = 0
 
-    def __call__(self, reactor, uri, options, peer, *, protocols=(), truststore=None,  # type: ignore[no-untyped-def]
-                 identity=None):
+    def connect(self, uri: Any, options: Any, receiver: Any, *, protocols: Any = (),
+                client: str = "") -> defer.Deferred[ILink]:
         d: defer.Deferred[ILink] = defer.Deferred()
-        self.dials.append((peer, d))
+        self.dials.append((receiver, d))
         return d
 
     def accept(self, index: int = -1) -> tuple[Any, FakeLink]:
         peer, d = self.dials[index]
-        link = FakeLink(websocket=False, peer="broker:61613")
+        link = FakeLink(websocket=False, remote="broker:61613")
         self.links.append(link)
         d.callback(link)
         frames = self.frames(link)
@@ -69,11 +70,11 @@ def setup(tmp_path):  # type: ignore[no-untyped-def]
         "</reconnect.delay.maximum><heartbeat.interval>5sec</heartbeat.interval>"
         "<topic><name>lvc</name><cache.size>2</cache.size></topic>"
         "</properties></service></gateway-config>")
-    cfg = config.load(str(path), {}, {})
+    cfg = load_config(str(path), {}, {})
     clock = Clock()
-    service = JmsService(clock, cfg.services[0], cfg)
     broker = Broker()
-    service.connect = broker  # type: ignore[method-assign]
+    service = build(cfg, reactor=clock, connector=broker)
+    assert isinstance(service, JmsService)
     service.start()
     peer, link = broker.accept()
     return service, clock, broker, peer, link
@@ -204,7 +205,7 @@ def test_slow_topic_consumer_gets_error_and_close_others_unaffected(setup) -> No
     assert slow_link.closes and slow_link.closes[0][1] == "slow consumer"
     assert client_frames(slow_link)[-1].get("message") == "slow consumer"
     assert len([f for f in client_frames(fast_link) if f.command == "MESSAGE"]) == 3
-    assert service.slow_consumers == 1
+    assert slow not in service.sessions and fast in service.sessions
 
 
 def test_transactions_map_ids_and_abort_on_disconnect(setup) -> None:  # type: ignore[no-untyped-def]
@@ -367,10 +368,10 @@ def test_connection_count_spreads_topics_and_sessions(tmp_path) -> None:  # type
                     "<connect>stomp://mq:61613</connect><type>jms</type><properties>"
                     "<connection.count>2</connection.count></properties></service>"
                     "</gateway-config>")
-    cfg = config.load(str(path), {}, {})
-    service = JmsService(Clock(), cfg.services[0], cfg)
+    cfg = load_config(str(path), {}, {})
     broker = Broker()
-    service.connect = broker  # type: ignore[method-assign]
+    service = build(cfg, reactor=Clock(), connector=broker)
+    assert isinstance(service, JmsService)
     service.start()
     (_, link1), (_, link2) = broker.accept(0), broker.accept(1)
     sessions = [client(service)[0] for _ in range(4)]

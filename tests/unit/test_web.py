@@ -8,8 +8,8 @@ import pytest
 from twisted.web import resource
 from twisted.web.test.requesthelper import DummyRequest
 
-from kgateway.gateway import Router
 from kgateway.services.directory import Folder
+from kgateway.web import Router
 
 
 class Marker(resource.Resource):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from kgateway import config
+from kgateway.config import ConfigError
 from kgateway.jms.destinations import DestinationError, DestinationMap
+from kgateway.services import load_config
 
 SEED = """<gateway-config xmlns="http://xmlns.kaazing.org/2016/06/gateway">
 <service><name>JMS Service</name><accept>ws://localhost:8000/jms</accept>{connect}
@@ -26,11 +27,11 @@ def load(tmp_path, connect: str = "<connect>stomp://localhost:61613</connect>", 
          provider: str = "tcp://localhost:61616", extra: str = ""):
     path = tmp_path / "gateway.xml"
     path.write_text(SEED.format(connect=connect, provider=provider, extra=extra))
-    return config.load(str(path), {}, {}).services[0].settings
+    return load_config(str(path), {}, {}).services[0].settings
 
 
 def problems(tmp_path, **kw: str) -> list[str]:  # type: ignore[no-untyped-def]
-    with pytest.raises(config.ConfigError) as e:
+    with pytest.raises(ConfigError) as e:
         load(tmp_path, **kw)
     return [str(p) for p in e.value.problems]
 
@@ -108,8 +109,8 @@ def test_a_lookup_format_needs_one_placeholder(tmp_path) -> None:  # type: ignor
     text = SEED.replace("dynamicTopics/%s", "topics")
     path = tmp_path / "gateway.xml"
     path.write_text(text.format(connect="", provider="stomp://h:1", extra=""))
-    with pytest.raises(config.ConfigError) as e:
-        config.load(str(path), {}, {})
+    with pytest.raises(ConfigError) as e:
+        load_config(str(path), {}, {})
     assert "exactly one %s" in str(e.value) and ":6:" in str(e.value)
 
 

@@ -2,34 +2,27 @@
 
 from __future__ import annotations
 
-from twisted.internet.testing import MemoryReactorClock
-
-from kgateway import config
-from kgateway.gateway import GatewayService
-from kgateway.links import ConnectionTracker
 from kgateway.services.metrics import render
+from tests.unit.fakes import build_all, load
+from tests.unit.services.test_health import FakeConnection
 
 
 def gateway(tmp_path):  # type: ignore[no-untyped-def]
-    path = tmp_path / "g.xml"
-    path.write_text(
-        "<gateway-config>"
-        "<service><name>echo</name><accept>ws://h:1/e</accept><type>echo</type></service>"
-        '<service><name>re"lay</name><accept>tcp://h:2</accept>'
-        "<connect>tcp://b1:9</connect><connect>tcp://b2:9</connect><type>proxy</type>"
-        "<properties><connect.probe.interval>0</connect.probe.interval></properties></service>"
-        "<service><name>metrics</name><accept>http://h:1/metrics</accept><type>metrics</type>"
-        "</service></gateway-config>")
-    return GatewayService(MemoryReactorClock(), config.load(str(path), {}, {}),
-                          tracker=ConnectionTracker())
+    cfg = load(tmp_path,
+               "<service><name>echo</name><accept>ws://h:1/e</accept><type>echo</type></service>"
+               '<service><name>re"lay</name><accept>tcp://h:2</accept>'
+               "<connect>tcp://b1:9</connect><connect>tcp://b2:9</connect><type>proxy</type>"
+               "<properties><connect.probe.interval>0</connect.probe.interval></properties>"
+               "</service><service><name>metrics</name><accept>http://h:1/metrics</accept>"
+               "<type>metrics</type></service>")
+    return build_all(cfg)
 
 
 def test_counters_per_service_with_bounded_escaped_labels(tmp_path) -> None:  # type: ignore[no-untyped-def]
     gw = gateway(tmp_path)
-    a, b = object(), object()
-    gw.tracker.add("echo", a)
-    gw.tracker.add("echo", b)
-    gw.tracker.remove("echo", a, received=100, sent=250)
+    a = FakeConnection(gw.tracker, "echo")
+    FakeConnection(gw.tracker, "echo")
+    gw.tracker.ended("echo", a, "192.0.2.7:5555", 100, 250, "close 1000")
     text = render(gw)
     assert 'kgateway_connections{service="echo",type="echo"} 1' in text
     assert 'kgateway_connections_accepted_total{service="echo",type="echo"} 2' in text

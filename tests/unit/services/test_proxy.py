@@ -1,4 +1,4 @@
-"""Echo and proxy sessions driven in memory: no sockets, no reactor running."""
+"""Proxy sessions driven in memory: no sockets, no reactor running."""
 
 from __future__ import annotations
 
@@ -6,53 +6,19 @@ from typing import Any
 
 import pytest
 from twisted.internet import defer
-from twisted.internet.testing import MemoryReactorClock
-from zope.interface.verify import verifyObject
 
-from kgateway import config
-from kgateway.interfaces import ILink, ISession
-from kgateway.links import ConnectError
+from kgateway.interfaces import ConnectError
 from kgateway.services import proxy
-from kgateway.services.echo import EchoSession
-from tests.unit.fakes import FakeLink
-
-
-def test_fake_link_and_sessions_provide_their_interfaces() -> None:
-    assert verifyObject(ILink, FakeLink())
-    assert verifyObject(ISession, EchoSession(FakeLink()))
-
-
-def test_echo_keeps_the_message_kind_and_applies_back_pressure_to_itself() -> None:
-    link = FakeLink()
-    session = EchoSession(link)
-    assert session.negotiate(["v12.stomp", "x"]) == "v12.stomp"
-    session.opened()
-    assert link.producer is link.transport
-    session.received("é".encode(), False)
-    session.received(b"\x00\xff", True)
-    assert link.messages == [("é".encode(), False), (b"\x00\xff", True)]
-
-
-class FakeConnector:
-    def __init__(self) -> None:
-        self.calls: list[dict[str, Any]] = []
-
-    def __call__(self, reactor, uri, options, peer, *, protocols=(), truststore=None,  # type: ignore[no-untyped-def]
-                 identity=None, client=""):
-        d: defer.Deferred[ILink] = defer.Deferred()
-        self.calls.append({"uri": uri, "peer": peer, "protocols": list(protocols), "d": d})
-        return d
+from tests.unit.fakes import FakeConnector, FakeLink, build, load
 
 
 def make_service(tmp_path, target: str = "ws://backend:9000/x"):  # type: ignore[no-untyped-def]
-    path = tmp_path / "g.xml"
-    path.write_text(f"<gateway-config><service><accept>ws://h:1/p</accept><connect>{target}"
-                    "</connect><type>proxy</type><properties><maximum.pending.bytes>16k"
-                    "</maximum.pending.bytes></properties></service></gateway-config>")
-    cfg = config.load(str(path), {}, {})
-    service = proxy.ProxyService(MemoryReactorClock(), cfg.services[0], cfg)
+    cfg = load(tmp_path, f"<service><accept>ws://h:1/p</accept><connect>{target}</connect>"
+                         "<type>proxy</type><properties><maximum.pending.bytes>16k"
+                         "</maximum.pending.bytes></properties></service>")
     connector = FakeConnector()
-    service.connect = connector  # type: ignore[assignment]
+    service = build(cfg, connector=connector)
+    assert isinstance(service, proxy.ProxyService)
     return service, connector
 
 
@@ -75,9 +41,9 @@ def test_client_waits_for_the_back_end_which_chooses_the_subprotocol(tmp_path) -
     d = session.negotiate(["v12.stomp", "v11.stomp"])
     assert outcome(d) == "pending"
     (call,) = connector.calls
-    assert call["protocols"] == ["v12.stomp", "v11.stomp"]
+    assert call.protocols == ["v12.stomp", "v11.stomp"]
     backend = FakeLink(protocol="v11.stomp")
-    call["d"].callback(backend)
+    call.d.callback(backend)
     assert outcome(d) == "v11.stomp"
     session.opened()
     assert client.producer is backend.transport and backend.producer is client.transport
@@ -89,10 +55,10 @@ def test_messages_keep_their_kind_between_websockets(tmp_path) -> None:  # type:
     client, backend = FakeLink(), FakeLink()
     session = service.session(client)
     session.negotiate([])
-    connector.calls[0]["d"].callback(backend)
+    connector.calls[0].d.callback(backend)
     session.opened()
     session.received(b"text", False)
-    connector.calls[0]["peer"].received(b"reply", False)
+    connector.calls[0].receiver.received(b"reply", False)
     assert backend.messages == [(b"text", False)]
     assert client.messages == [(b"reply", False)]
 
@@ -102,11 +68,11 @@ def test_stream_data_reaches_websocket_clients_as_binary(tmp_path) -> None:  # t
     client, backend = FakeLink(), FakeLink(websocket=False)
     session = service.session(client)
     session.negotiate([])
-    connector.calls[0]["d"].callback(backend)
+    connector.calls[0].d.callback(backend)
     session.opened()
     session.received(b"text", False)
-    connector.calls[0]["peer"].received(b"bytes", True)
-    assert backend.messages == [(b"text", True)]
+    connector.calls[0].receiver.received(b"bytes", True)
+    assert backend.data == b"text"  # a stream has no message kinds: the bytes go as they are
     assert client.messages == [(b"bytes", True)]
 
 
@@ -116,13 +82,13 @@ def test_a_close_on_either_side_closes_the_other(tmp_path, from_client: bool) ->
     client, backend = FakeLink(), FakeLink()
     session = service.session(client)
     session.negotiate([])
-    connector.calls[0]["d"].callback(backend)
+    connector.calls[0].d.callback(backend)
     session.opened()
     if from_client:
         session.closed(1000, "bye")
         assert backend.closes == [(1000, "bye")] and client.closes == []
     else:
-        connector.calls[0]["peer"].closed(None, "connection done")
+        connector.calls[0].receiver.closed(None, "connection done")
         assert client.closes == [(1000, "")] and backend.closes == []
 
 
@@ -131,7 +97,7 @@ def test_unreachable_back_end_closes_a_websocket_client_with_1014(tmp_path) -> N
     client = FakeLink()
     session = service.session(client)
     d = session.negotiate(["amqp"])
-    connector.calls[0]["d"].errback(ConnectError("Connection refused"))
+    connector.calls[0].d.errback(ConnectError("Connection refused"))
     assert outcome(d) == "amqp"
     session.opened()
     assert client.closes == [(1014, "cannot connect to tcp://backend:9000: Connection refused")]
@@ -141,7 +107,7 @@ def test_unreachable_back_end_refuses_a_stream_client(tmp_path) -> None:  # type
     service, connector = make_service(tmp_path, "tcp://backend:9000")
     session = service.session(FakeLink(websocket=False))
     d = session.negotiate([])
-    connector.calls[0]["d"].errback(ConnectError("Connection refused"))
+    connector.calls[0].d.errback(ConnectError("Connection refused"))
     result = outcome(d)
     assert result.check(ConnectError)
     d.addErrback(lambda f: None)
@@ -153,7 +119,7 @@ def test_client_gone_before_the_back_end_answers(tmp_path) -> None:  # type: ign
     session.negotiate([])
     session.closed(1006, "")
     backend = FakeLink()
-    connector.calls[0]["d"].callback(backend)
+    connector.calls[0].d.callback(backend)
     assert backend.closes == [(1000, "client went away")]
 
 
@@ -162,9 +128,9 @@ def test_a_back_end_that_speaks_first_is_heard_once_the_client_is_open(tmp_path)
     client, backend = FakeLink(), FakeLink(websocket=False)
     session = service.session(client)
     session.negotiate([])
-    connector.calls[0]["d"].callback(backend)
+    connector.calls[0].d.callback(backend)
     assert backend.paused  # nothing more is read from it until the client can take it
-    connector.calls[0]["peer"].received(b"SSH-2.0-banner\r\n", True)
+    connector.calls[0].receiver.received(b"SSH-2.0-banner\r\n", True)
     assert client.messages == []  # the client's handshake is not finished yet
     session.opened()
     assert client.messages == [(b"SSH-2.0-banner\r\n", True)]
@@ -176,9 +142,9 @@ def test_a_back_end_that_greets_and_hangs_up_early_still_reaches_the_client(tmp_
     client, backend = FakeLink(), FakeLink(websocket=False)
     session = service.session(client)
     session.negotiate([])
-    connector.calls[0]["d"].callback(backend)
-    connector.calls[0]["peer"].received(b"421 too busy\r\n", True)
-    connector.calls[0]["peer"].closed(None, "connection done")
+    connector.calls[0].d.callback(backend)
+    connector.calls[0].receiver.received(b"421 too busy\r\n", True)
+    connector.calls[0].receiver.closed(None, "connection done")
     session.opened()
     assert client.messages == [(b"421 too busy\r\n", True)]
     assert client.closes == [(1000, "")]
