@@ -1,1 +1,12 @@
-"""Sans-IO wire-protocol codecs: bytes in, events out; no reactor, no sockets."""
+"""Sans-IO wire-protocol codecs: bytes in, events (or bytes) out; no reactor, no sockets, no
+clock. Floor 0: imports nothing of kgateway beyond this folder, and no Twisted.
+
+    amqp/             AMQP 0-9-1: frames.py (header, frames, reply codes), fields.py (field
+                      tables), methods.py (the connection class)
+    stomp.py          STOMP 1.0-1.2 frames, parser, negotiation
+    proxy_protocol.py HAProxy's PROXY protocol v1 and v2 headers
+    shield_control.py Enterprise Shield's control messages between two gateways
+
+Each module documents its wire format next to its code; tests feed them one byte at a time
+and with Hypothesis.
+"""
