@@ -302,7 +302,7 @@ node_arg() {
     case "$n" in 1|2|3) echo "$n" ;; *) usage ;; esac
 }
 
-[ "$(id -u)" = 0 ] || die "must run as root (the nodes run as the caller and read /usr/lib/rabbitmq)"
+[ "$(id -u)" = 0 ] || die "must run as root (the nodes run as the caller; the recipe is verified as root only)"
 [ -x "$SERVER" ] || die "$SERVER missing: run scripts/system-deps.sh (package rabbitmq-server)"
 mkdir -p "$D"
 # One invocation at a time: test sessions may start/kill nodes concurrently.
