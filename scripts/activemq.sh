@@ -32,20 +32,9 @@ STOMP_PORT=61613
 START_TIMEOUT=${ACTIVEMQ_START_TIMEOUT:-60}
 STOP_TIMEOUT=${ACTIVEMQ_STOP_TIMEOUT:-30}
 
-say() { printf 'activemq.sh: %s\n' "$*" >&2; }
-die() { say "$*"; exit 1; }
-now() { date +%s.%N; }
-since() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.1f", b-a}'; }
-
-# Close every inherited descriptor above 2 (the lock below, a caller's pipes):
-# a daemon holding its caller's pipe keeps `cmd | cat`, pytest or CI waiting.
-close_fds() {
-    local fd
-    for fd in /proc/"$BASHPID"/fd/*; do
-        fd=${fd##*/}
-        if [ "$fd" -gt 2 ]; then eval "exec $fd>&-"; fi
-    done
-}
+# say, die, now, since, close_fds, lock, pid_alive, read_pid, wait_gone, stomp_ready
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
 
 need_root() {
     [ "$(id -u)" = 0 ] || die "must run as root (it writes /etc/activemq and starts the broker as user activemq)"
@@ -84,54 +73,17 @@ install_instance() {
 # The broker's pid, if the pid file names a live JVM of this instance.
 broker_pid() {
     local pid
-    [ -r "$PIDFILE" ] || return 0
-    pid=$(tr -dc 0-9 <"$PIDFILE")
-    [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] || return 0
-    # A killed JVM may linger as a zombie until reaped: that is dead.
-    grep -q '^State:[[:space:]]*Z' "/proc/$pid/status" 2>/dev/null && return 0
+    pid=$(read_pid "$PIDFILE")
+    pid_alive "$pid" && [ -r "/proc/$pid/cmdline" ] || return 0
     if tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "-Dactivemq.base=\"\?$BASE\"\? "; then
         echo "$pid"
     fi
 }
 
-# True when 127.0.0.1:61613 answers a STOMP CONNECT with CONNECTED.
-stomp_ready() {
-    python3 - "$STOMP_PORT" <<'EOF'
-import socket, sys
-try:
-    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2)
-    s.sendall(b"CONNECT\naccept-version:1.0,1.1,1.2\nhost:localhost\n\n\x00")
-    buf = b""
-    while b"\x00" not in buf:
-        chunk = s.recv(4096)
-        if not chunk:
-            break
-        buf += chunk
-    if buf.lstrip(b"\r\n").startswith(b"CONNECTED"):
-        s.sendall(b"DISCONNECT\n\n\x00")
-        s.close()
-        sys.exit(0)
-    s.close()
-except OSError:
-    pass
-sys.exit(1)
-EOF
-}
-
-# Wait until no live JVM holds the pid; returns 1 on timeout.
-wait_gone() {
-    local pid=$1 deadline
-    deadline=$(( $(date +%s) + $2 ))
-    while [ -d "/proc/$pid" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$pid/status" 2>/dev/null; do
-        [ "$(date +%s)" -lt "$deadline" ] || return 1
-        sleep 0.1
-    done
-}
-
 do_status() {
     local pid
     pid=$(broker_pid)
-    if [ -n "$pid" ] && stomp_ready; then
+    if [ -n "$pid" ] && stomp_ready "$STOMP_PORT"; then
         say "running (pid $pid), STOMP on 127.0.0.1:$STOMP_PORT"
         return 0
     fi
@@ -164,7 +116,7 @@ do_start() {
         fi
     fi
     deadline=$(( $(date +%s) + START_TIMEOUT ))
-    until stomp_ready; do
+    until stomp_ready "$STOMP_PORT"; do
         if [ -z "$(broker_pid)" ]; then
             tail -n 20 "$OUT" "$LOG" >&2 2>/dev/null || true
             die "broker (pid $pid) exited during start-up; see $LOG"
@@ -214,8 +166,7 @@ do_kill() {
 # One invocation at a time: tests may start/kill the broker from several places.
 mkdir -p /run/kgateway 2>/dev/null || true
 if [ -w /run/kgateway ]; then
-    exec 9>/run/kgateway/activemq.lock
-    flock 9
+    lock /run/kgateway/activemq.lock
 fi
 
 case "${1:-}" in

@@ -27,18 +27,9 @@ LOG=/var/log/rabbitmq/$NODE.log
 OURS=/run/kgateway/rabbitmq.pid
 AMQP_PORT=5672
 
-say() { printf 'rabbitmq.sh: %s\n' "$*" >&2; }
-die() { say "$*"; exit 1; }
-
-# Close every inherited descriptor above 2 (the lock below, a caller's pipes):
-# a daemon holding its caller's pipe keeps `cmd | cat`, pytest or CI waiting.
-close_fds() {
-    local fd
-    for fd in /proc/"$BASHPID"/fd/*; do
-        fd=${fd##*/}
-        if [ "$fd" -gt 2 ]; then eval "exec $fd>&-"; fi
-    done
-}
+# say, die, now, since, close_fds, lock, pid_alive, read_pid, wait_until, amqp_ready
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
 
 need_root() {
     [ "$(id -u)" = 0 ] || die "must run as root (it writes /etc/rabbitmq and starts the node as user rabbitmq)"
@@ -63,42 +54,17 @@ install_config() {
 # The pid of the running node, from its pid file, or nothing.
 node_pid() {
     local pid
-    [ -r "$PIDFILE" ] || return 0
-    pid=$(tr -dc 0-9 <"$PIDFILE")
-    [ -n "$pid" ] || return 0
+    pid=$(read_pid "$PIDFILE")
     # beam.smp is the Erlang VM; a recycled pid belongs to something else.
-    # A killed VM can linger as a zombie until it is reaped: that is dead too.
-    if [ -r "/proc/$pid/comm" ] && grep -q '^beam' "/proc/$pid/comm" &&
-        ! grep -q '^State:[[:space:]]*Z' "/proc/$pid/status" 2>/dev/null; then
+    if pid_alive "$pid" && [ -r "/proc/$pid/comm" ] && grep -q '^beam' "/proc/$pid/comm"; then
         echo "$pid"
     fi
-}
-
-# True when 127.0.0.1:5672 answers an AMQP 0-9-1 header with Connection.Start.
-amqp_ready() {
-    python3 - "$AMQP_PORT" <<'EOF'
-import socket, sys
-try:
-    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2)
-    s.sendall(b"AMQP\x00\x00\x09\x01")
-    buf = b""
-    while len(buf) < 11:
-        chunk = s.recv(4096)
-        if not chunk:
-            break
-        buf += chunk
-    s.close()
-except OSError:
-    sys.exit(1)
-# method frame (type 1) on channel 0, class 10 (connection) method 10 (start)
-sys.exit(0 if buf[:1] == b"\x01" and buf[7:11] == b"\x00\x0a\x00\x0a" else 1)
-EOF
 }
 
 do_status() {
     local pid
     pid=$(node_pid)
-    if [ -n "$pid" ] && amqp_ready; then
+    if [ -n "$pid" ] && amqp_ready "$AMQP_PORT"; then
         say "running (pid $pid), AMQP on 127.0.0.1:$AMQP_PORT"
         return 0
     fi
@@ -109,21 +75,20 @@ do_status() {
 do_start() {
     need_root
     ensure_installed
-    local changed pid t0 i
+    local changed pid t0
     changed=$(install_config)
     pid=$(node_pid)
     if [ -n "$pid" ]; then
         if [ -n "$changed" ]; then
             say "config in $ETC changed but node $pid is running: run '$0 restart' to apply it"
         fi
-        for i in $(seq 1 50); do
-            if amqp_ready; then say "already running (pid $pid)"; return 0; fi
-            [ "$i" = 1 ] && say "node $pid is up, waiting for AMQP"
-            sleep 0.2
-        done
+        if amqp_ready "$AMQP_PORT" || { say "node $pid is up, waiting for AMQP"; wait_until 10 amqp_ready "$AMQP_PORT"; }; then
+            say "already running (pid $pid)"
+            return 0
+        fi
         die "node $pid is running but 127.0.0.1:$AMQP_PORT does not answer AMQP; see $LOG"
     fi
-    t0=$(date +%s.%N)
+    t0=$(now)
     # A pid file left by a killed node would make `rabbitmqctl wait` watch a
     # dead pid.
     rm -f "$PIDFILE"
@@ -139,13 +104,10 @@ do_start() {
     pid=$(node_pid)
     [ -n "$pid" ] || die "node started but $PIDFILE names no running VM"
     echo "$pid" >"$OURS"
-    for i in $(seq 1 50); do
-        if amqp_ready; then
-            say "started (pid $pid) in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}') s, AMQP on 127.0.0.1:$AMQP_PORT"
-            return 0
-        fi
-        sleep 0.2
-    done
+    if wait_until 10 amqp_ready "$AMQP_PORT"; then
+        say "started (pid $pid) in $(since "$t0") s, AMQP on 127.0.0.1:$AMQP_PORT"
+        return 0
+    fi
     die "node $pid started but 127.0.0.1:$AMQP_PORT does not answer AMQP; see $LOG"
 }
 
@@ -171,8 +133,7 @@ do_stop() {
 # One invocation at a time: test sessions may start/stop the node concurrently.
 mkdir -p /run/kgateway 2>/dev/null || true
 if [ -w /run/kgateway ]; then
-    exec 9>/run/kgateway/rabbitmq.lock
-    flock 9
+    lock /run/kgateway/rabbitmq.lock
 fi
 
 case "${1:-}" in

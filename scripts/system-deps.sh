@@ -12,13 +12,14 @@
 # nginx-light       the other load balancer the pool tests put in front of gateways
 # chromium          the browser for tests/browser/ (driven by playwright-core)
 # iptables iproute2 network namespaces and packet drops for topology tests
+# tinyproxy         the authenticating HTTP CONNECT proxy of the tests (scripts/tinyproxy.sh)
 #
 # Fast when everything is there: one dpkg-query, no apt. Otherwise, as root,
 # one `apt-get update` then one `apt-get install` of the missing packages.
 set -euo pipefail
 
 PACKAGES=(rabbitmq-server activemq libxstream-java libjettison-java haproxy nginx-light chromium
-          iptables iproute2)
+          iptables iproute2 tinyproxy)
 
 missing=()
 while read -r pkg status; do
