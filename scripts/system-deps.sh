@@ -18,7 +18,7 @@
 set -euo pipefail
 
 PACKAGES=(rabbitmq-server activemq libxstream-java libjettison-java haproxy nginx-light chromium
-          iptables iproute2)
+          iptables iproute2 slapd ldap-utils)
 
 missing=()
 while read -r pkg status; do
