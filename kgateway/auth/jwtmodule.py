@@ -22,8 +22,8 @@ Roles come from the roles claim (default ``roles``): a JSON list of strings or o
 space-separated string (as OAuth's ``scope``); anything else refuses the token. The
 principal's attributes are the token's string-valued claims.
 
-Verification takes tens of microseconds (RS256 verify, 2048-bit): it runs in the reactor
-thread.
+A check takes about 0.2 ms (RS256, 2048-bit key, all of PyJWT's decoding and claim checks,
+measured on the 2-core test machine): it runs in the reactor thread.
 """
 
 from __future__ import annotations
