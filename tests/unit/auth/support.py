@@ -22,7 +22,7 @@ def result_of(d: defer.Deferred[T]) -> T:
     assert out, "the Deferred has not fired"
     if isinstance(out[0], Failure):
         out[0].raiseException()
-    return out[0]  # type: ignore[no-any-return]
+    return out[0]
 
 
 def failure_of(d: defer.Deferred[Any]) -> Failure:

@@ -7,7 +7,7 @@ import base64
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from twisted.cred.credentials import IUsernamePassword
+from twisted.cred.credentials import IUsernamePassword, UsernamePassword
 
 from kgateway.auth.credentials import (
     MAX_HEADER,
@@ -22,25 +22,31 @@ def basic(raw: bytes) -> bytes:
     return b"Basic " + base64.b64encode(raw)
 
 
+def user_password(value: bytes | str) -> UsernamePassword:
+    creds = parse_authorization(value)
+    assert isinstance(creds, UsernamePassword)
+    return creds
+
+
 def test_basic_gives_username_password_split_at_the_first_colon() -> None:
-    creds = parse_authorization(basic(b"alice:se:cret"))
+    creds = user_password(basic(b"alice:se:cret"))
     assert IUsernamePassword.providedBy(creds)
     assert (creds.username, creds.password) == (b"alice", b"se:cret")
 
 
 def test_scheme_is_case_insensitive_and_str_is_accepted() -> None:
     value = "bAsIc  " + base64.b64encode(b"bob:pw").decode()
-    creds = parse_authorization(value)
+    creds = user_password(value)
     assert (creds.username, creds.password) == (b"bob", b"pw")
 
 
 def test_utf8_user_and_password() -> None:
-    creds = parse_authorization(basic("zoë:päss".encode()))
+    creds = user_password(basic("zoë:päss".encode()))
     assert creds.username.decode() == "zoë"
 
 
 def test_empty_password_is_parsed_and_left_to_the_login_modules() -> None:
-    assert parse_authorization(basic(b"alice:")).password == b""
+    assert user_password(basic(b"alice:")).password == b""
 
 
 @pytest.mark.parametrize("value, reason", [
@@ -76,7 +82,7 @@ def test_bearer_gives_an_itoken_with_the_raw_token() -> None:
                min_size=1),
        st.text(st.characters(blacklist_categories=("Cc", "Cs"))))
 def test_any_user_and_password_round_trip(user: str, password: str) -> None:
-    creds = parse_authorization(basic(f"{user}:{password}".encode()))
+    creds = user_password(basic(f"{user}:{password}".encode()))
     assert (creds.username.decode(), creds.password.decode()) == (user, password)
 
 
