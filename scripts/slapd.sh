@@ -167,7 +167,8 @@ stop() {
 }
 
 status() {
-    answers && [ -n "$(our_pid)" ]
+    if answers && [ -n "$(our_pid)" ]; then return 0; fi
+    return 1
 }
 
 case "${1:-}" in

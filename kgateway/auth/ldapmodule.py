@@ -28,6 +28,10 @@ Safety:
 - The whole exchange has a timeout; when it expires the connection is dropped and the
   login refused.
 
+The principal's name is the user name as sent, or, with ``nameAttribute`` (e.g. ``uid``),
+that attribute of the user's entry: LDAP matches DNs and most attributes without regard to
+case, so "ALICE" binds as alice, and a service that checks names should see one spelling.
+
 Every failure is a cred ``UnauthorizedLogin``: bad password, unknown user, several users
 matching, a server that is down or a service account that cannot bind (the last two are
 logged as errors, so an operator sees them; the client only sees 401).
@@ -164,8 +168,9 @@ class LdapChecker:
             except ldaperrors.LDAPException as e:
                 log.info("ldap bind as {dn!r} refused: {error}", dn=dn, error=str(e))
                 raise UnauthorizedLogin() from None
+            name = await self._name(client, dn) if s.name_attribute else user
             roles = set(await self._roles(client, dn))
-            return Identity(user, frozenset(roles), {"dn": dn})
+            return Identity(name, frozenset(roles), {"dn": dn})
         finally:
             if client.connected:
                 client.transport.loseConnection()
@@ -186,6 +191,19 @@ class LdapChecker:
                      count=len(entries))
             raise UnauthorizedLogin()
         return _text(entries[0].dn.getText())
+
+    async def _name(self, client: LDAPClient, dn: str) -> str:
+        """The principal's name as the directory spells it (the user typed "ALICE")."""
+        attribute = self.settings.name_attribute
+        assert attribute is not None
+        entries = await self._search(client, dn, "(objectClass=*)", [attribute],
+                                     scope=pureldap.LDAP_SCOPE_baseObject)
+        values = sorted(_text(v) for e in entries for v in e.get(attribute, ()))
+        if len(values) != 1:
+            log.error("ldap entry {dn!r} has {count} values of {attribute}, not one",
+                      dn=dn, count=len(values), attribute=attribute)
+            raise UnauthorizedLogin()
+        return values[0]
 
     async def _roles(self, client: LDAPClient, dn: str) -> Iterable[str]:
         s = self.settings

@@ -102,6 +102,8 @@ class LdapModuleSettings:
     - ``useSSL``: ``true`` is the same as an ``ldaps://`` URL. ``startTls``: ``true`` to
       upgrade an ``ldap://`` connection with StartTLS before binding.
     - ``trustStore``: PEM CA bundle for ldaps/StartTLS (default: the system's CAs).
+    - ``nameAttribute``: take the principal's name from this attribute of the user's entry
+      (e.g. ``uid``; it must have exactly one value) instead of the name as typed.
     - ``timeout``: seconds for the whole exchange (default 10).
     """
 
@@ -119,6 +121,7 @@ class LdapModuleSettings:
     group_filter: str = "(&(objectClass=groupOfNames)(member={DN}))"
     role_attribute: str = "cn"
     member_of: bool = False
+    name_attribute: str | None = None
     timeout: float = 10.0
 
 
@@ -310,7 +313,7 @@ def _ldap_settings(o: _Options) -> LdapModuleSettings:
         bind_dn=bind_dn, bind_password=bind_password, group_base=o.text("groupBase"),
         group_filter=group_filter,
         role_attribute=o.text("roleAttribute", LdapModuleSettings.role_attribute) or "cn",
-        member_of=o.flag("memberOf"), timeout=o.number("timeout", 10.0) or 10.0)
+        member_of=o.flag("memberOf"), name_attribute=o.text("nameAttribute"), timeout=o.number("timeout", 10.0) or 10.0)
     o.finish()
     return settings
 

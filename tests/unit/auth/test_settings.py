@@ -49,11 +49,13 @@ def test_file_module_path_is_relative_to_the_config_folder() -> None:
 
 def test_ldap_module_with_a_dn_template() -> None:
     s = login_module_settings("ldap", "required", dict(
-        LDAP, groupBase="ou=groups,dc=example,dc=com", memberOf="true", timeout="2.5")).settings
+        LDAP, groupBase="ou=groups,dc=example,dc=com", memberOf="true", timeout="2.5",
+        nameAttribute="uid")).settings
     assert s == LdapModuleSettings(
         host="127.0.0.1", port=3389, base="ou=people,dc=example,dc=com",
         user_dn_template="uid={USERNAME},ou=people,dc=example,dc=com",
-        group_base="ou=groups,dc=example,dc=com", member_of=True, timeout=2.5)
+        group_base="ou=groups,dc=example,dc=com", member_of=True, timeout=2.5,
+        name_attribute="uid")
 
 
 def test_ldap_module_search_mode_over_ldaps_with_a_service_account(tmp_path: Path) -> None:
