@@ -21,11 +21,17 @@ atomically, keeps comments and other users, and creates the file with mode 0600.
 Checking a password
 -------------------
 ``PasswordFileChecker`` is a cred ``ICredentialsChecker`` for ``IUsernamePassword``.
-argon2's verify is deliberately slow (about 190 ms with argon2-cffi's default parameters,
-t=3, m=64 MiB, p=4, on this project's 2-core test machine), far too long for the reactor
-thread: it runs in the reactor's thread pool (argon2-cffi releases the GIL). An unknown user
+argon2's verify is deliberately slow: 110-190 ms with argon2-cffi's default parameters
+(t=3, m=64 MiB, p=4) on this project's 2-core test machine at load 3, 3 times that at
+load 10 (``python -m bench.auth_costs``), far too long for the reactor thread: it runs in the reactor's thread pool (argon2-cffi releases the GIL). An unknown user
 is verified against a dummy hash made with the same parameters, so an unknown name and a
 wrong password cost the same time and give the same ``UnauthorizedLogin``.
+
+One verify already keeps 4 lanes (p=4) busy, so verifies run one at a time by default
+(``max_concurrent``): a burst of logins then queues instead of taking every core from the
+reactor and the relayed traffic. At most ``max_waiting`` attempts queue; beyond that a
+login is refused at once (and a warning logged), so a flood of bad passwords costs bounded
+memory and CPU.
 
 The file is re-read when its (mtime, size, inode) changes, checked with one ``stat`` per
 login attempt in the reactor thread (a small local file). A file that cannot be read or
@@ -168,9 +174,12 @@ class PasswordFileChecker:
     credentialInterfaces = (IUsernamePassword,)
 
     def __init__(self, path: str, run_in_thread: RunInThread,
-                 hasher: PasswordHasher | None = None) -> None:
+                 hasher: PasswordHasher | None = None, max_concurrent: int = 1,
+                 max_waiting: int = 64) -> None:
         self.path = path
         self._run = run_in_thread
+        self._slots = defer.DeferredSemaphore(max_concurrent)
+        self._max_waiting = max_waiting
         self._hasher = hasher or PasswordHasher()
         # Same parameters as real hashes made by set_password: same verify time.
         self._dummy = self._hasher.hash(secrets.token_bytes(16))
@@ -216,7 +225,11 @@ class PasswordFileChecker:
                 raise UnauthorizedLogin()
             return Identity(entry.name, entry.roles)
 
-        return self._run(verify).addCallback(decide)
+        if len(self._slots.waiting) >= self._max_waiting:
+            log.warn("{count} password checks already queued: refusing {user!r}",
+                     count=len(self._slots.waiting), user=name)
+            return defer.fail(UnauthorizedLogin())
+        return self._slots.run(self._run, verify).addCallback(decide)
 
 
 def set_password(path: str, user: str, password: str, roles: Iterable[str] = (),

@@ -5,11 +5,14 @@ from __future__ import annotations
 import io
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
+from twisted.internet import defer
 
 from kgateway.auth.filemodule import (
     PasswordFileChecker,
@@ -63,6 +66,37 @@ def test_wrong_password_and_unknown_user_both_verify_and_give_the_same_error(
     assert refused(checker, b"\xff\xfe", b"secret")
     # every attempt paid for one argon2 verify, in the thread runner: same cost
     assert runner.calls == 3
+
+
+class PendingRunner:
+    """A run_in_thread whose "threads" finish only when the test says so."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple[Callable[[], Any], defer.Deferred[Any]]] = []
+
+    def __call__(self, f: Callable[[], Any]) -> defer.Deferred[Any]:
+        d: defer.Deferred[Any] = defer.Deferred()
+        self.started.append((f, d))
+        return d
+
+    def finish(self, i: int) -> None:
+        f, d = self.started[i]
+        d.callback(f())
+
+
+def test_verifies_run_one_at_a_time_and_the_queue_is_bounded(passwd: str) -> None:
+    runner = PendingRunner()
+    checker = PasswordFileChecker(passwd, runner, FAST_HASHER, max_concurrent=1, max_waiting=2)
+    attempts = [checker.requestAvatarId(UsernamePassword(b"alice", b"secret"))
+                for _ in range(3)]
+    assert len(runner.started) == 1          # two wait for the first verify
+    assert refused(checker, b"alice", b"secret")   # a fourth: the queue is full
+    runner.finish(0)
+    assert result_of(attempts[0]).name == "alice"
+    assert len(runner.started) == 2
+    runner.finish(1)
+    runner.finish(2)
+    assert [result_of(d).name for d in attempts[1:]] == ["alice", "alice"]
 
 
 def test_the_file_is_reread_when_it_changes(passwd: str) -> None:
