@@ -52,6 +52,8 @@ From Kaazing's configuration to the settings (``settings.login_module_settings``
                 <authIdentity>uid={USERNAME},..     names where they exist, {USERNAME})
                 <issuer>, <audience>, <keyFile>   JwtModuleSettings
     <service> ... <realm-name>demo</realm-name>  the portal the service's accepts use
+      <authorization-constraint>
+        <require-role>ops</require-role>          the accept path checks Principal.has_role
 
 Not supported, and to be reported as configuration errors by the caller (the functions
 raise ``AuthConfigError``): login-module types ``kerberos5``, ``gss``, ``jndi``,

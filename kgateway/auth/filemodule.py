@@ -233,11 +233,13 @@ class PasswordFileChecker:
 
 
 def set_password(path: str, user: str, password: str, roles: Iterable[str] = (),
-                 hasher: PasswordHasher | None = None) -> None:
+                 hasher: PasswordHasher | None = None) -> bool:
     """Add *user* to the password file at *path*, or replace its line; atomically.
 
     Comments and other users are kept. A new file is created with mode 0600; an existing
-    file keeps its mode. ``PasswordFileError`` if the name, a role or the file is bad.
+    file keeps its mode and, where permitted, its owner (the gateway's user must still be
+    able to read it). ``PasswordFileError`` if the name, a role or the file is bad.
+    Returns True if the user was already in the file.
     """
     roles = list(roles)
     why = check_name(user) or next((w for w in map(check_role, roles) if w), None)
@@ -249,9 +251,11 @@ def set_password(path: str, user: str, password: str, roles: Iterable[str] = (),
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
-        mode = os.stat(path).st_mode & 0o777
+        st = os.stat(path)
+        mode, owner = st.st_mode & 0o777, (st.st_uid, st.st_gid)
     except FileNotFoundError:
         text, mode = "# kgateway password file: name:argon2-hash:role,role\n", 0o600
+        owner = None
     except (OSError, UnicodeDecodeError) as e:
         raise PasswordFileError(f"{path}: cannot read: {e}") from None
     parse_password_file(text, path)  # refuse to rewrite a file we could not read back
@@ -259,9 +263,11 @@ def set_password(path: str, user: str, password: str, roles: Iterable[str] = (),
     for i, old in enumerate(lines):
         if not old.lstrip().startswith("#") and old.split(":", 1)[0] == user:
             lines[i] = line
+            replaced = True
             break
     else:
         lines.append(line)
+        replaced = False
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".passwd-")
     try:
@@ -270,10 +276,16 @@ def set_password(path: str, user: str, password: str, roles: Iterable[str] = (),
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
+        if owner is not None and owner != (os.getuid(), os.getgid()):
+            try:
+                os.chown(tmp, *owner)
+            except PermissionError:
+                pass  # not root: the file is then ours, as it would be with any editor
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
+    return replaced
 
 
 def main(argv: Sequence[str] | None = None, stdin: Any = None,
@@ -297,10 +309,12 @@ def main(argv: Sequence[str] | None = None, stdin: Any = None,
             print("kgateway passwd: the passwords differ", file=sys.stderr)
             return 1
     try:
-        set_password(args.file, args.user, password, args.role)
+        replaced = set_password(args.file, args.user, password, args.role)
     except PasswordFileError as e:
         print(f"kgateway passwd: {e}", file=sys.stderr)
         return 1
+    print(f"kgateway passwd: {'changed' if replaced else 'added'} {args.user} in {args.file}",
+          file=sys.stderr)
     return 0
 
 

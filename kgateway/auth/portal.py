@@ -37,11 +37,17 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from kgateway.auth.filemodule import PasswordFileChecker, reactor_thread_runner
+from kgateway.auth.filemodule import (
+    PasswordFileChecker,
+    PasswordFileError,
+    load_password_file,
+    reactor_thread_runner,
+)
 from kgateway.auth.jwtmodule import JwtChecker
 from kgateway.auth.ldapmodule import LdapChecker
 from kgateway.auth.principal import Identity, Realm
 from kgateway.auth.settings import (
+    AuthConfigError,
     FileModuleSettings,
     JwtModuleSettings,
     LdapModuleSettings,
@@ -126,6 +132,10 @@ def build_checker(module: LoginModuleSettings, reactor: Any) -> ICredentialsChec
     """The cred checker of one login module (``AuthConfigError`` if its files are bad)."""
     s = module.settings
     if isinstance(s, FileModuleSettings):
+        try:
+            load_password_file(s.path)  # a bad file is a start-up error, not 401s later
+        except PasswordFileError as e:
+            raise AuthConfigError([f"file login module: {e}"]) from None
         return PasswordFileChecker(s.path, reactor_thread_runner(reactor))
     if isinstance(s, LdapModuleSettings):
         return LdapChecker(s, reactor)
@@ -135,7 +145,14 @@ def build_checker(module: LoginModuleSettings, reactor: Any) -> ICredentialsChec
 
 
 def build_portal(settings: RealmSettings, reactor: Any) -> Portal:
-    """The portal of one realm: ``Realm`` + one ``ChainChecker`` over its login modules."""
+    """The portal of one realm: ``Realm`` + one ``ChainChecker`` over its login modules.
+
+    Reads every file the modules need (password file, JWT keys, LDAP trust store) and
+    raises ``AuthConfigError`` if one is unusable; opens no connection and starts nothing,
+    so ``kgateway check`` can call it (with any reactor) to report those problems too.
+    ``Portal.login`` then fails with ``UnauthorizedLogin``, or ``UnhandledCredentials``
+    for credentials none of the modules takes: treat cred's ``LoginFailed`` (both) as 401.
+    """
     links = [Link(f"{m.type}#{i}", m.success, build_checker(m, reactor))
              for i, m in enumerate(settings.login_modules, 1)]
     return Portal(Realm(settings.name), [ChainChecker(links)])

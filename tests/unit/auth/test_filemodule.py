@@ -120,7 +120,9 @@ def test_a_broken_file_refuses_everyone_until_fixed(passwd: str) -> None:
 
 def test_set_password_keeps_comments_and_other_users(passwd: str) -> None:
     Path(passwd).write_text("# staff\n" + Path(passwd).read_text() + "\n# end\n")
-    set_password(passwd, "alice", "other", ["admins"], hasher=FAST_HASHER)
+    os.chmod(passwd, 0o640)
+    assert set_password(passwd, "alice", "other", ["admins"], hasher=FAST_HASHER)
+    assert stat.S_IMODE(os.stat(passwd).st_mode) == 0o640
     text = Path(passwd).read_text()
     assert text.splitlines()[0] == "# staff" and text.splitlines()[-1] == "# end"
     assert [line.split(":")[0] for line in text.splitlines()

@@ -20,7 +20,12 @@ from zope.interface import implementer
 from kgateway.auth.credentials import BearerToken, IToken
 from kgateway.auth.portal import ChainChecker, Link, build_portal
 from kgateway.auth.principal import Identity, IPrincipal, Principal, Realm
-from kgateway.auth.settings import Success, login_module_settings, realm_settings
+from kgateway.auth.settings import (
+    AuthConfigError,
+    Success,
+    login_module_settings,
+    realm_settings,
+)
 from tests.unit.auth.support import failure_of, result_of
 
 # The JAAS flags, short: the tables below read like a configuration.
@@ -137,6 +142,14 @@ def test_realm_refuses_other_interfaces_and_principals_are_immutable() -> None:
         principal.name = "mallory"  # type: ignore[misc]
     with pytest.raises(TypeError):
         principal.attributes["k"] = "w"  # type: ignore[index]
+
+
+def test_build_portal_refuses_a_bad_password_file(tmp_path: Path) -> None:
+    (tmp_path / "users").write_text("alice:not-a-hash:\n")
+    for name in ("users", "missing"):
+        module = login_module_settings("file", "required", {"file": name}, str(tmp_path))
+        with pytest.raises(AuthConfigError, match="file login module"):
+            build_portal(realm_settings("demo", "Basic", [module]), MemoryReactorClock())
 
 
 def test_build_portal_logs_a_token_in_as_a_principal(tmp_path: Path) -> None:
