@@ -185,6 +185,7 @@ class PasswordFileChecker:
         self._dummy = self._hasher.hash(secrets.token_bytes(16))
         self._key: tuple[int, int, int] | None = None
         self._users: Mapping[str, Entry] | None = None
+        self._problem: str | None = None
         self._reload()
 
     def _reload(self) -> None:
@@ -196,9 +197,12 @@ class PasswordFileChecker:
             self._users = load_password_file(self.path)
         except PasswordFileError as e:
             self._users = None
-            log.error("password file unusable, refusing every login: {problem}",
-                      problem=str(e))
+            if str(e) != self._problem:  # once per problem, not once per login attempt
+                log.error("password file unusable, refusing every login: {problem}",
+                          problem=str(e))
+            self._problem = str(e)
         else:
+            self._problem = None
             log.info("password file {path} loaded: {count} user(s)", path=self.path,
                      count=len(self._users))
 

@@ -50,7 +50,7 @@ class ChallengeScheme(enum.Enum):
     ``Authorization: Basic``. ``Application Basic`` is Kaazing's variant for script
     clients: the challenge names the scheme ``Application Basic`` so that browsers do not
     pop up their own dialog; the client's challenge handler still answers
-    ``Authorization: Basic``. ``Bearer`` (not in Kaazing; RFC 6750) reads
+    ``Authorization: Basic`` (Kaazing's clients map the challenge back to Basic). ``Bearer`` (not in Kaazing; RFC 6750) reads
     ``Authorization: Bearer <jwt>``.
     """
 
