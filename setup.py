@@ -17,6 +17,10 @@ setup(
         "pyOpenSSL>=24",
         "service-identity>=24",
         "defusedxml>=0.7",
+        # kgateway.auth: password hashes, bearer tokens, the LDAP client (Twisted's)
+        "argon2-cffi>=23.1",
+        "PyJWT[crypto]>=2.8",
+        "ldaptor>=21.2",
     ],
     extras_require={
         "test": ["pytest", "pytest-timeout", "hypothesis", "pika", "stomp.py>=8.1",

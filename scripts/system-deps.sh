@@ -13,13 +13,14 @@
 # chromium          the browser for tests/browser/ (driven by playwright-core)
 # iptables iproute2 network namespaces and packet drops for topology tests
 # tinyproxy         the authenticating HTTP CONNECT proxy of the tests (scripts/tinyproxy.sh)
+# slapd ldap-utils  the LDAP directory the ldap login module is tested against (scripts/slapd.sh)
 #
 # Fast when everything is there: one dpkg-query, no apt. Otherwise, as root,
 # one `apt-get update` then one `apt-get install` of the missing packages.
 set -euo pipefail
 
 PACKAGES=(rabbitmq-server activemq libxstream-java libjettison-java haproxy nginx-light chromium
-          iptables iproute2 tinyproxy)
+          iptables iproute2 tinyproxy slapd ldap-utils)
 
 missing=()
 while read -r pkg status; do
