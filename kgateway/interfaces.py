@@ -1,4 +1,4 @@
-"""The contract between transports and services, all in one place. Floor 0: no kgateway
+"""The contract between transports and services, all in one place. It imports no kgateway
 import.
 
 A service never sees a Twisted protocol or an Autobahn one. It sees *links*:

@@ -8,7 +8,7 @@
     NamedTimers  one pending call per name, replaced when set again      (the AMQP relay's
                                                                           handshake/close timers)
 
-Floor 0: Twisted only. Tests pass ``twisted.internet.task.Clock``.
+Imports Twisted only. Tests pass ``twisted.internet.task.Clock``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The protocol-aware core of the ``amqp.proxy`` service. Floor 3: imports transport,
+"""The protocol-aware core of the ``amqp.proxy`` service. It imports transport,
 config, protocols, interfaces and timers.
 
     relay.py     AmqpRelay: the sans-IO relay of one client (handshake, vhost, framing)

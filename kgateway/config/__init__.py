@@ -1,4 +1,5 @@
-"""The gateway-config: its model and its loader. Floor 1: imports protocols only.
+"""The gateway-config: its model and its loader. It imports protocols and auth (the
+login-module settings) only.
 
     xmltree.py   defusedxml SAX -> Element tree with line numbers
     values.py    durations, sizes, booleans, counts, URI, bind addresses, -D overrides

@@ -1,5 +1,5 @@
 """The protocol-aware core of the ``jms`` service: STOMP-over-WebSocket clients on a JMS
-broker's topics and queues. Floor 3: imports transport, config, protocols, interfaces, timers.
+broker's topics and queues. It imports transport, config, protocols, interfaces, timers.
 
     browsers, stomp.py ...            kgateway                              ActiveMQ
     STOMP 1.0-1.2 over ws/wss   +------------------------------+  STOMP 1.2 over TCP

@@ -1,5 +1,5 @@
 """Sans-IO wire-protocol codecs: bytes in, events (or bytes) out; no reactor, no sockets, no
-clock. Floor 0: imports nothing of kgateway beyond this folder, and no Twisted.
+clock. They import nothing of kgateway beyond this folder, and no Twisted.
 
     amqp/             AMQP 0-9-1: frames.py (header, frames, reply codes), fields.py (field
                       tables), methods.py (the connection class)

@@ -1,5 +1,5 @@
 """The service table: each ``<type>`` of ``<service>`` maps to its module's ServiceType.
-Floor 4: services import downward only (config, transport, jms, amqp, balancer...).
+Services import downward only (config, transport, jms, amqp, balancer...).
 
     SERVICE_TYPES["proxy"] = proxy.SERVICE_TYPE   (schemes, check(), build())
 

@@ -1,5 +1,5 @@
 """Enterprise Shield: reverse connectivity between an internal gateway and a DMZ gateway.
-Floor 3: imports transport, config, protocols, interfaces and timers.
+It imports transport, config, protocols, interfaces and timers.
 
 The internal gateway opens NO listening socket towards the DMZ. It dials OUT, over mutually
 authenticated TLS, to the DMZ gateway's backplane and keeps ``reverse.prepared.connection

@@ -1,5 +1,5 @@
 """Twisted and Autobahn adapters: bytes and messages in, ISession / ILinkReceiver calls out.
-Floor 2: imports config, protocols and interfaces only.
+It imports config, protocols, auth, interfaces and timers only.
 
     links.py        ILink over a Twisted or Autobahn protocol: StreamLink, WebSocketLink
     accept.py       accepted clients: StreamServerProtocol, GatewayWebSocketProtocol, origins

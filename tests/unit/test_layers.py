@@ -23,19 +23,20 @@ FLOORS: dict[str, int] = {
     "kgateway.protocols": 0,
     "kgateway.certs": 0,
     "kgateway.workers": 0,
-    "kgateway.config": 1,
-    "kgateway.transport": 2,
-    "kgateway.web": 2,  # the path router: an HTTP adapter
-    "kgateway.jms": 3,
-    "kgateway.amqp": 3,
-    "kgateway.shield": 3,
-    "kgateway.balancer": 3,
-    "kgateway.services": 4,
-    "kgateway.connector": 4,
-    "kgateway.listeners": 5,
-    "kgateway.cli": 5,
-    "kgateway.gateway": 6,
-    "kgateway.tap": 7,
+    "kgateway.auth": 1,
+    "kgateway.config": 2,
+    "kgateway.transport": 3,
+    "kgateway.web": 3,  # the path router: an HTTP adapter
+    "kgateway.jms": 4,
+    "kgateway.amqp": 4,
+    "kgateway.shield": 4,
+    "kgateway.balancer": 4,
+    "kgateway.services": 5,
+    "kgateway.connector": 5,
+    "kgateway.listeners": 6,
+    "kgateway.cli": 6,
+    "kgateway.gateway": 7,
+    "kgateway.tap": 8,
 }
 
 
