@@ -23,6 +23,8 @@ from twisted.application import service
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
+from kgateway.auth.gate import Constraint, Gate
+from kgateway.auth.portal import build_portal
 from kgateway.config import GatewayConfig
 from kgateway.connector import Connector
 from kgateway.listeners import Listeners
@@ -54,7 +56,8 @@ class DrainSettings:
 class GatewayService(service.MultiService):
     """Binds every listener, then starts the services; drains and stops them in reverse.
 
-    Raises ``TLSConfigError`` (a keystore that cannot be loaded) while being built, and
+    Raises ``TLSConfigError`` (a keystore that cannot be loaded) or ``AuthConfigError`` (a
+    password file or key of a realm that cannot be read) while being built, and
     ``ListenError`` from ``privilegedStartService``; ``kgateway.tap`` turns both into
     twistd's error exit.
     """
@@ -78,8 +81,20 @@ class GatewayService(service.MultiService):
                                    reuse_port=worker is not None)
         # Enterprise Shield, internal side: reverse connections dialled out to the DMZ
         self.reverse: list[ReverseConnector] = []
+        # One Portal per realm; reads password files and keys now (AuthConfigError if one
+        # is unusable), connects to nothing.
+        portals = {name: build_portal(realm.settings, reactor)
+                   for name, realm in security.realms.items()}
         for svc_config in config.services:
-            context = ServiceContext(reactor, svc_config, config, self.connector, self.status)
+            gate = None
+            if svc_config.realm_name is not None:
+                realm = security.realms[svc_config.realm_name]
+                gate = Gate(portals[realm.name], realm.name, realm.settings.challenge_scheme,
+                            realm.sources, Constraint(frozenset(svc_config.required_roles),
+                                                      svc_config.require_valid_user),
+                            optional=SERVICE_TYPES[svc_config.type].protocol_auth)
+            context = ServiceContext(reactor, svc_config, config, self.connector, self.status,
+                                     gate)
             svc = SERVICE_TYPES[svc_config.type].build(context)
             self.status.services[svc_config.name] = svc
             for uri in svc_config.accepts:
@@ -89,7 +104,7 @@ class GatewayService(service.MultiService):
                         reactor, svc, uri, identity, security.truststore_file or "",
                         self.tracker))
                 else:
-                    self.listeners.add_accept(svc, uri)
+                    self.listeners.add_accept(svc, uri, gate)
             for uri in svc_config.connects:
                 if uri.is_reverse:  # the DMZ side: a backplane listener and its pool
                     backplane = Backplane(reactor, svc_config.name, uri)

@@ -60,6 +60,9 @@ class ILink(Interface):
     remote = Attribute("The other end as 'host:port' (the real client address where known).")
     protocol = Attribute("The negotiated WebSocket subprotocol, or None.")
     is_websocket = Attribute("True when writes become WebSocket messages.")
+    principal = Attribute(
+        "Who the client proved to be at the handshake (a kgateway.auth Principal), or None."
+    )
     transport = Attribute(
         "The ITransport underneath; also the IPushProducer to hand to another link's "
         "register_producer() for back-pressure."

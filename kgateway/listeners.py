@@ -27,6 +27,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import server
 
+from kgateway.auth.gate import Gate
 from kgateway.config import URI, Security, ServiceConfig, bind_address
 from kgateway.interfaces import IGatewayService, IHTTPService
 from kgateway.shield.dmz import Backplane, BackplaneFactory
@@ -89,7 +90,7 @@ class Listeners:
             self.by_address[(host, port)] = listener
         return listener
 
-    def add_accept(self, svc: IGatewayService, uri: URI) -> None:
+    def add_accept(self, svc: IGatewayService, uri: URI, gate: Gate | None = None) -> None:
         config: ServiceConfig = svc.config
         options = config.accept_options
         host, port = bind_address(uri, options)
@@ -104,11 +105,11 @@ class Listeners:
         if listener.router is None:
             listener.router = Router()
         if uri.is_websocket:
-            factory = GatewayWebSocketFactory(svc, uri, self.reactor, self.tracker)
+            factory = GatewayWebSocketFactory(svc, uri, self.reactor, self.tracker, gate)
             listener.router.add_websocket(uri.path, WebSocketResource(factory))
         else:
             assert IHTTPService.providedBy(svc), f"{config.type} serves no HTTP"
-            listener.router.add_folder(uri.path, svc.http_resource())
+            listener.router.add_folder(uri.path, svc.http_resource(), gate)
 
     def add_backplane(self, backplane: Backplane, config: ServiceConfig) -> None:
         """The DMZ side of a reverse+wss:// connect: a wss listener requiring client certs."""

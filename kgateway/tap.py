@@ -13,6 +13,7 @@ from typing import Any
 from twisted.application.service import IService
 from twisted.python import usage
 
+from kgateway.auth.settings import AuthConfigError
 from kgateway.config import (
     ConfigError,
     GatewayConfig,
@@ -118,5 +119,5 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     try:
         return _TwistdGateway(reactor, options["gateway"], drain=drain,
                               worker=options["worker"])
-    except TLSConfigError as e:
+    except (TLSConfigError, AuthConfigError) as e:
         raise SystemExit(f"kgateway: {e}") from e

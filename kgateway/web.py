@@ -4,13 +4,27 @@
     /amqp  amqp.proxy (WebSocket)                         /health  health (plain HTTP)
 
 A plain HTTP request to a WebSocket path gets ``426 Upgrade Required``; a path nobody
-serves gets 404.
+serves gets 404. A plain HTTP service with a ``<realm-name>`` (health, metrics, a
+directory) asks for credentials like any web server: 401 with the realm's challenge, 403
+for a user without the required role. (WebSocket services authenticate in their own
+handshake, ``transport.accept``.)
 """
 
 from __future__ import annotations
 
-from twisted.web import pages, resource
+from typing import Any
+
+from twisted.cred.error import LoginFailed
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import pages, resource, server
 from twisted.web.iweb import IRequest
+
+from kgateway.auth.credentials import MalformedAuthorization
+from kgateway.auth.gate import Gate
+from kgateway.auth.principal import Principal
+
+log = Logger()
 
 _NOT_FOUND = pages.notFound("Not Found", "No service at this path.")
 
@@ -23,14 +37,14 @@ class Router(resource.Resource):
     def __init__(self) -> None:
         super().__init__()
         self.websockets: dict[bytes, resource.IResource] = {}
-        self.folders: list[tuple[list[bytes], resource.IResource]] = []
+        self.folders: list[tuple[list[bytes], resource.IResource, Gate | None]] = []
 
     def add_websocket(self, path: str, target: resource.IResource) -> None:
         self.websockets[path.encode()] = target
 
-    def add_folder(self, path: str, target: resource.IResource) -> None:
+    def add_folder(self, path: str, target: resource.IResource, gate: Gate | None = None) -> None:
         segments = [s.encode() for s in path.strip("/").split("/") if s]
-        self.folders.append((segments, target))
+        self.folders.append((segments, target, gate))
         self.folders.sort(key=lambda item: -len(item[0]))
 
     def render(self, request: IRequest) -> bytes | int:
@@ -45,9 +59,53 @@ class Router(resource.Resource):
                 return b"426 Upgrade Required: this is a WebSocket endpoint.\n"
             return target.render(request)
         segments = request.postpath
-        for prefix, folder in self.folders:
+        for prefix, folder, gate in self.folders:
             if segments[: len(prefix)] == prefix:
                 request.prepath, request.postpath = prefix[:], segments[len(prefix):]
-                child = resource.getChildForRequest(folder, request)
-                return child.render(request)
+                if gate is not None:
+                    return _guarded(request, gate, folder)
+                return resource.getChildForRequest(folder, request).render(request)
         return _NOT_FOUND.render(request)
+
+
+def _guarded(request: IRequest, gate: Gate, folder: resource.IResource) -> int:
+    """Render *folder* for *request* once its credentials pass *gate*; 401/403 otherwise."""
+    headers = {name.decode("latin-1").lower(): values[0].decode("latin-1")
+               for name, values in request.requestHeaders.getAllRawHeaders() if values}
+
+    def refuse(code: int, why: str) -> None:
+        log.info("refusing HTTP {method} {path} from {peer}: {reason}",
+                 method=request.method.decode("latin-1", "replace"),
+                 path=request.path.decode("latin-1", "replace"),
+                 peer=str(request.getClientAddress()), reason=why)
+        request.setResponseCode(code)
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        if code == 401:
+            request.setHeader(b"www-authenticate", gate.challenge().encode())
+        request.write(f"{code} {why}\n".encode())
+        request.finish()
+
+    def allowed(principal: Principal) -> None:
+        if not gate.allows(principal):
+            refuse(403, f"user {principal.name!r} may not use this service")
+            return
+        body: Any = resource.getChildForRequest(folder, request).render(request)
+        if body != server.NOT_DONE_YET:
+            request.write(body)
+            request.finish()
+
+    def failed(failure: Failure) -> None:
+        failure.trap(LoginFailed)
+        refuse(401, "authentication failed")
+
+    try:
+        credentials = gate.credentials(headers)
+    except MalformedAuthorization as e:
+        refuse(401, f"unreadable credentials: {e}")
+        return server.NOT_DONE_YET
+    if credentials is None:
+        refuse(401, "authentication required")
+        return server.NOT_DONE_YET
+    d = gate.login(credentials).addCallbacks(allowed, failed)
+    d.addErrback(lambda f: log.failure("guarded HTTP request failed", f))
+    return server.NOT_DONE_YET

@@ -158,6 +158,18 @@ class LoginModuleSettings:
 
 
 @dataclass(frozen=True)
+class TokenSources:
+    """Where a bearer token may come from besides ``Authorization`` (Kaazing's elements)."""
+
+    header: str | None = None  #: <http-header>
+    query: str | None = None  #: <http-query-parameter>
+    cookie: str | None = None  #: <http-cookie>
+
+    def __bool__(self) -> bool:
+        return bool(self.header or self.query or self.cookie)
+
+
+@dataclass(frozen=True)
 class RealmSettings:
     name: str
     challenge_scheme: ChallengeScheme

@@ -88,3 +88,30 @@ def check_accepts(services: list[ServiceConfig], uri_line: Callable[[URI, int], 
                               "only over the same transport")
                 continue
             port_family[(host, port)] = (flavour, service.name)
+
+
+def check_auth(service: ServiceConfig, security: Security, protocol_auth: bool,
+               problem: Report) -> None:
+    """A realm that exists; a constraint only with a realm; credentials the accepts can get.
+
+    Fail-closed: a security setting the gateway could not enforce is an error, never ignored.
+    """
+    constrained = bool(service.required_roles or service.require_valid_user)
+    if service.realm_name is None:
+        if constrained:
+            problem(0, f"service {service.name!r} has an <authorization-constraint> but no "
+                       "<realm-name>: nobody could be authorized")
+        return
+    if service.realm_name not in security.realms:
+        known = ", ".join(sorted(security.realms)) or "none defined"
+        problem(0, f"service {service.name!r}: realm-name {service.realm_name!r} names no "
+                   f"<security><realm> (realms: {known})")
+        return
+    if protocol_auth:
+        return
+    for uri in service.accepts:
+        if not uri.is_http:
+            problem(0, f"service {service.name!r} of type {service.type} cannot authenticate "
+                       f"clients of {uri}: credentials come with an HTTP/WebSocket handshake, "
+                       "and a raw stream has none (use a ws/wss accept, or a jms or "
+                       "amqp.proxy service, whose protocols carry credentials)")

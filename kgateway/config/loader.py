@@ -40,6 +40,7 @@ from kgateway.config.model import (
     ServiceConfig,
 )
 from kgateway.config.options import ACCEPT_OPTIONS, CONNECT_OPTIONS, OptionParser, Options
+from kgateway.config.security import SecurityReader
 from kgateway.config.values import URI, parse_duration, parse_uri
 from kgateway.config.xmltree import Element, parse_xml
 
@@ -64,6 +65,10 @@ class ServiceTypeChecks(Protocol):
 
     @property
     def check(self) -> Callable[[ServiceConfig, PathResolver], Any]: ...
+
+    @property
+    def protocol_auth(self) -> bool:
+        """Clients may authenticate inside the protocol (STOMP CONNECT, AMQP Start-Ok)."""
 
 
 _ROOT_CHILDREN = {"properties", "security", "service-defaults", "service"}
@@ -98,6 +103,7 @@ class _Loader:
         self.types = service_types
         self.problems: list[Problem] = []
         self.properties: dict[str, str] = {}
+        self.security = Security()
         # URIs are frozen values without a line of their own: remember where each came from
         self._uri_lines: dict[int, int] = {}
 
@@ -222,7 +228,8 @@ class _Loader:
             if child.tag not in _ROOT_CHILDREN:
                 self.problem(child.line, f"unknown element <{child.tag}> in <gateway-config>; "
                                          "expected one of: " + ", ".join(sorted(_ROOT_CHILDREN)))
-        security = self.security(root.findall("security"))
+        security = self.security = SecurityReader(self.base, self.problem).read(
+            root.findall("security"))
         defaults = root.findall("service-defaults")
         for d in defaults:
             for child in d.children:
@@ -255,68 +262,6 @@ class _Loader:
 
     def path_value(self, text: str) -> str:
         return os.path.normpath(os.path.join(self.base, text))
-
-    def security(self, elements: list[Element]) -> Security:
-        cert = key = trust = p12 = password = None
-        for element in elements:
-            for child in element.children:
-                if child.tag == "keystore":
-                    kind = None
-                    for item in child.children:
-                        if item.tag == "certificate-file":
-                            cert = self.existing_file(item)
-                        elif item.tag == "key-file":
-                            key = self.existing_file(item)
-                        elif item.tag == "file":
-                            p12 = self.existing_file(item)
-                        elif item.tag == "type":
-                            kind = item
-                        elif item.tag == "password":
-                            password = item.text
-                        elif item.tag == "password-file":
-                            password = self.password_file(item)
-                        else:
-                            self.problem(item.line, f"unknown element <{item.tag}> in <keystore>; "
-                                                    "expected certificate-file and key-file, or "
-                                                    "file (PKCS#12), type, password, "
-                                                    "password-file")
-                    if kind is not None and kind.text.upper() not in ("PEM", "PKCS12"):
-                        self.problem(kind.line, f"keystore type {kind.text} is not supported: "
-                                                "convert a Java keystore with keytool "
-                                                "-importkeystore -deststoretype PKCS12 (see "
-                                                "README, TLS)")
-                    if p12 is not None and cert is not None:
-                        self.problem(child.line, "<keystore>: give either <file> (PKCS#12) or "
-                                                 "<certificate-file> + <key-file>, not both")
-                elif child.tag == "truststore":
-                    for item in child.children:
-                        if item.tag == "file":
-                            trust = self.existing_file(item)
-                        elif item.tag == "type" and item.text.upper() != "PEM":
-                            self.problem(item.line, f"truststore type {item.text} is not "
-                                                    "supported: export the CA certificates to "
-                                                    "a PEM bundle (see README, TLS)")
-                        elif item.tag not in ("type", "password", "password-file"):
-                            self.problem(item.line, f"unknown element <{item.tag}> in "
-                                                    "<truststore>; expected file")
-                else:
-                    self.problem(child.line, f"unknown element <{child.tag}> in <security>; "
-                                             "expected keystore or truststore")
-        return Security(cert, key or cert, trust, p12, password)
-
-    def password_file(self, element: Element) -> str | None:
-        path = self.existing_file(element)
-        if path is None:
-            return None
-        with open(path, encoding="utf-8") as f:
-            return f.readline().rstrip("\r\n")
-
-    def existing_file(self, element: Element) -> str | None:
-        path = self.path_value(element.text)
-        if not os.path.isfile(path):
-            self.problem(element.line, f"<{element.tag}>: no such file {path}")
-            return None
-        return path
 
     def service(
         self,
@@ -374,6 +319,7 @@ class _Loader:
             tuple(self.property(c) for c in props_el.children) if props_el is not None else ()
         )
         realm = element.find("realm-name")
+        roles, valid_user = self.authorization(element.findall("authorization-constraint"))
         config = ServiceConfig(
             name=name,
             type=type_el.text,
@@ -387,14 +333,13 @@ class _Loader:
                 self.cross_site(c) for c in element.findall("cross-site-constraint")
             ),
             realm_name=realm.text if realm is not None else None,
-            required_roles=tuple(
-                role.text
-                for c in element.findall("authorization-constraint")
-                for role in c.findall("require-role")
-            ),
+            required_roles=roles,
+            require_valid_user=valid_user,
             file=self.path,
             line=element.line,
         )
+        checks.check_auth(config, self.security, kind.protocol_auth,
+                          lambda line, message: self.problem(line or element.line, message))
         try:
             settings = kind.check(config, self.path_value)
         except ConfigError as e:
@@ -403,6 +348,22 @@ class _Loader:
         if len(self.problems) > start:
             return None
         return replace(config, settings=settings)
+
+    def authorization(self, elements: list[Element]) -> tuple[tuple[str, ...], bool]:
+        """``<authorization-constraint>``: its require-role texts and require-valid-user."""
+        roles: list[str] = []
+        valid_user = False
+        for element in elements:
+            for child in element.children:
+                if child.tag == "require-role" and child.text:
+                    roles.append(child.text)
+                elif child.tag == "require-valid-user":
+                    valid_user = True
+                else:
+                    self.problem(child.line, f"<{child.tag}> in <authorization-constraint> is "
+                                             "not supported; expected require-role (a role "
+                                             "name, or *) or require-valid-user")
+        return tuple(roles), valid_user
 
     def property(self, element: Element) -> Property:
         return Property(

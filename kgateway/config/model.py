@@ -11,9 +11,11 @@ with a file and a line, all problems together.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
+from kgateway.auth.settings import RealmSettings, TokenSources
 from kgateway.config.options import Options
 from kgateway.config.values import URI
 
@@ -73,11 +75,24 @@ class ServiceConfig:
     description: str = ""
     cross_site_constraints: tuple[CrossSiteConstraint, ...] = ()
     realm_name: str | None = None
+    #: <authorization-constraint>: require-role (any one admits; "*" any user)
     required_roles: tuple[str, ...] = ()
+    #: <authorization-constraint><require-valid-user/>
+    require_valid_user: bool = False
     file: str = ""
     line: int = 0
     #: what the service type's checker made of ``properties`` (its own frozen settings)
     settings: Any = None
+
+
+@dataclass(frozen=True)
+class RealmConfig:
+    """One ``<security><realm>``: its login modules' settings and token sources."""
+
+    name: str
+    settings: RealmSettings
+    sources: TokenSources
+    line: int
 
 
 @dataclass(frozen=True)
@@ -88,6 +103,8 @@ class Security:
     #: a PKCS#12 keystore (instead of the PEM files) and its password
     keystore_file: str | None = None
     keystore_password: str | None = None
+    #: realm name -> realm
+    realms: Mapping[str, RealmConfig] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def has_identity(self) -> bool:

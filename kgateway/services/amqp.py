@@ -82,6 +82,7 @@ class AmqpService(BackendService):
 
 SERVICE_TYPE = ServiceType(
     name="amqp.proxy",
+    protocol_auth=True,
     accept_schemes=frozenset({"ws", "wss", "tcp", "ssl"}),
     connect_schemes=frozenset({"tcp", "ssl"}),
     min_connects=1,

@@ -17,6 +17,7 @@ from typing import Any
 
 from zope.interface import implementer
 
+from kgateway.auth.gate import Gate
 from kgateway.config import (
     ConfigError,
     GatewayConfig,
@@ -103,6 +104,8 @@ class ServiceContext:
     gateway: GatewayConfig
     connector: IConnector
     status: GatewayStatus
+    #: the service's realm and authorization-constraint, if it has a <realm-name>
+    gate: Gate | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,9 @@ class ServiceType:
     properties: Mapping[str, PropertySpec] = field(default_factory=dict)
     #: check(config, resolve) -> settings; default: check_properties against ``properties``
     custom_check: Callable[[ServiceConfig, PathResolver], Any] | None = None
+    #: clients may authenticate inside the protocol (STOMP CONNECT, AMQP Start-Ok), so the
+    #: handshake lets a client without credentials in and the session authenticates it
+    protocol_auth: bool = False
 
     @property
     def check(self) -> Callable[[ServiceConfig, PathResolver], Any]:

@@ -276,6 +276,7 @@ class JmsService(BackendService):
 
 SERVICE_TYPE = ServiceType(
     name="jms",
+    protocol_auth=True,
     accept_schemes=frozenset({"ws", "wss", "tcp", "ssl"}),
     connect_schemes=frozenset({"stomp", "stomp+ssl"}),
     min_connects=0,

@@ -7,7 +7,10 @@
 Both track the connection (ConnectionTracker) and keep the client's reads paused until the
 session is ready (its back end connected): ``ISession.negotiate`` may return a Deferred.
 The WebSocket factory applies Kaazing's origin rule (same origin, unless a
-cross-site-constraint allows it) and the trusted Forwarded headers.
+cross-site-constraint allows it), the trusted Forwarded headers, and, for a service with a
+``<realm-name>``, authentication and authorization at the handshake (``kgateway.auth.gate``:
+401 with the realm's challenge, 403 for a missing role); the session finds the client's
+Principal on its link (``ILink.principal``).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
+from twisted.cred.error import LoginFailed
 from twisted.internet import defer
 from twisted.internet.interfaces import IAddress
 from twisted.internet.protocol import Factory, Protocol
@@ -23,6 +27,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from kgateway.auth.credentials import MalformedAuthorization
+from kgateway.auth.gate import Gate
+from kgateway.auth.principal import Principal
 from kgateway.config import URI, Options
 from kgateway.interfaces import GOING_AWAY, IGatewayService, ISession, ITrackedConnection
 from kgateway.transport.forwarded import forwarded_client
@@ -35,6 +42,9 @@ from kgateway.transport.links import (
 from kgateway.transport.tracker import ConnectionTracker, session_going_away
 
 log = Logger()
+
+#: HTTP 401, which autobahn's ConnectionDeny has no name for
+UNAUTHORIZED = 401
 
 
 @implementer(ITrackedConnection)
@@ -119,7 +129,49 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
         remote = forwarded_client(format_address(transport.getPeer()), request.headers,
                                   options["http.forwarded.trusted"],
                                   options["http.forwarded.hops"])
-        self.link = link = WebSocketLink(self, remote)
+        if factory.gate is None:
+            return self._admit(None, remote, request)
+        d = self._authenticate(factory.gate, remote, request)
+        return d.addCallback(self._admit, remote, request)
+
+    def _authenticate(self, gate: Gate, remote: str,
+                      request: ConnectionRequest) -> defer.Deferred[Principal | None]:
+        """The client's Principal, None (credentials may come inside the protocol), or a
+        ConnectionDeny: 401 with the realm's challenge, 403 for a missing role."""
+        service = self.factory.service.config.name
+
+        def deny(code: int, why: str) -> ConnectionDeny:
+            log.info("{service}: refusing {peer}: {reason}", service=service, peer=remote,
+                     reason=why)
+            if code == UNAUTHORIZED:
+                self._deny_headers = [("WWW-Authenticate", gate.challenge())]
+            return ConnectionDeny(code, why)
+
+        try:
+            credentials = gate.credentials(request.headers, request.params)
+        except MalformedAuthorization as e:
+            return defer.fail(deny(UNAUTHORIZED, f"unreadable credentials: {e}"))
+        if credentials is None:
+            if gate.optional:
+                return defer.succeed(None)
+            return defer.fail(deny(UNAUTHORIZED, "authentication required"))
+
+        def allowed(principal: Principal) -> Principal:
+            if not gate.allows(principal):
+                raise deny(ConnectionDeny.FORBIDDEN,
+                           f"user {principal.name!r} may not use service {service!r}")
+            return principal
+
+        def refused(failure: Failure) -> None:
+            failure.trap(LoginFailed)
+            raise deny(UNAUTHORIZED, "authentication failed")
+
+        return gate.login(credentials).addCallbacks(allowed, refused)
+
+    def _admit(self, principal: Principal | None, remote: str,
+               request: ConnectionRequest) -> defer.Deferred[Any]:
+        factory = self.factory
+        self.link = link = WebSocketLink(self, remote, principal=principal)
         factory.tracker.add(factory.service.config.name, self)
         self.session = factory.service.session(link)
         d = defer.maybeDeferred(self.session.negotiate, list(request.protocols))
@@ -129,6 +181,14 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
             return protocol
 
         return d.addCallback(chosen)
+
+    _deny_headers: list[tuple[str, str]] | None = None
+
+    def failHandshake(self, reason: str, code: int = 400,
+                      responseHeaders: Any = None) -> None:
+        # Autobahn turns a ConnectionDeny into failHandshake(reason, code): a 401 must also
+        # carry the realm's WWW-Authenticate challenge.
+        super().failHandshake(reason, code, responseHeaders or self._deny_headers)
 
     def onOpen(self) -> None:
         if self.session is not None:
@@ -163,10 +223,12 @@ class GatewayWebSocketFactory(WebSocketServerFactory):
     protocol = GatewayWebSocketProtocol  # type: ignore[assignment]
 
     def __init__(self, service: IGatewayService, uri: URI, reactor: Any,
-                 tracker: ConnectionTracker) -> None:
+                 tracker: ConnectionTracker, gate: Gate | None = None) -> None:
         super().__init__(uri.text, reactor=reactor)
         self.service = service
         self.tracker = tracker
+        #: authentication at the handshake (the service's realm), if it has one
+        self.gate = gate
         options: Options = service.config.accept_options
         configure_websocket(self, options)
         self.allowed_origins = frozenset(

@@ -44,6 +44,8 @@ def socket_transport(transport: Any) -> Any:
 class _LinkBase:
     is_websocket = False
     protocol: str | None = None
+    #: who the client proved to be at the handshake (kgateway.auth), if anyone
+    principal: Any = None
 
     def __init__(self, proto: Any, remote: str | None = None) -> None:
         self._proto = proto
@@ -98,9 +100,10 @@ class WebSocketLink(_LinkBase):
     _proto: WebSocketServerProtocol | WebSocketClientProtocol
 
     def __init__(self, proto: Any, remote: str | None = None,
-                 protocol: str | None = None) -> None:
+                 protocol: str | None = None, principal: Any = None) -> None:
         super().__init__(proto, remote)
         self.protocol = protocol
+        self.principal = principal
 
     def write(self, data: bytes, binary: bool = True) -> None:
         if self._proto.state == self._proto.STATE_OPEN:

@@ -61,6 +61,7 @@ class _Gate:
 class UDPLink:
     is_websocket = False
     protocol = None
+    principal = None  # datagrams carry no credentials
 
     def __init__(self, send: Any, remote: str, on_close: Any) -> None:
         self._send = send

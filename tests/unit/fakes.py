@@ -32,6 +32,7 @@ class FakeLink:
         self.producer: Any = None
         self.write_limit: int | None = None
         self.paused = False
+        self.principal: Any = None
 
     def write(self, data: bytes, binary: bool = True) -> None:
         assert not self.closes, "write after close"
