@@ -6,6 +6,9 @@ Prints each service with its properties substituted, or every problem as file:li
 exits 1 on error (2 on a usage error).
 
 ``kgateway certs DIR NAME...``: a private CA and certificates (see kgateway.certs).
+
+``kgateway passwd FILE USER [--role ROLE]... [--stdin]``: add or change a user of a
+password file for the ``file`` login module (argon2 hashes; see kgateway.auth.filemodule).
 """
 
 from __future__ import annotations
@@ -65,6 +68,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                        help="extra name or IP address for every certificate")
     certs.add_argument("--expired", action="store_true",
                        help="make already-expired certificates (NAME-expired.pem), for tests")
+    commands.add_parser("passwd", add_help=False,
+                        help="add or change a user of a password file (file login module)")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["passwd"]:
+        from kgateway.auth.filemodule import main as passwd
+
+        return passwd(argv[1:])
     args = parser.parse_args(argv)
     if args.command == "certs":
         from kgateway.certs import make_certificate

@@ -45,6 +45,7 @@ from typing import Final, Protocol
 
 from kgateway.interfaces import BAD_GATEWAY, NORMAL, POLICY_VIOLATION, PROTOCOL_ERROR
 from kgateway.protocols.amqp import (
+    ACCESS_REFUSED,
     COMMAND_INVALID,
     CONNECTION_FORCED,
     FRAME_ERROR,
@@ -73,6 +74,8 @@ from kgateway.protocols.amqp import (
     decode_method,
     method_frame,
     negotiate_frame_max,
+    plain_response,
+    sasl_credentials,
 )
 
 # WebSocket close codes the relay asks for; streams just close.
@@ -88,6 +91,8 @@ FRAME_SLACK: Final = 8
 #: the client-properties keys the relay sets (any values the client sent are replaced)
 FORWARDED_FOR: Final = "x-forwarded-for"
 CLIENT_KEY: Final = "kgateway.client"
+#: the user the gateway authenticated (the client's own value is replaced)
+USER_KEY: Final = "kgateway.user"
 
 HANDSHAKE_TIMER: Final = "handshake"
 CLIENT_CLOSE_TIMER: Final = "client-close"
@@ -110,6 +115,9 @@ class RelaySettings:
     frame_max: int = 128 * 1024
     handshake_timeout: float = 10.0
     close_timeout: float = 5.0
+    #: the user name and password the broker gets instead of the client's (identity
+    #: promotion: browsers never hold broker passwords); only with authentication
+    broker_credentials: tuple[str, str] | None = None
 
 
 class RelayOutput(Protocol):
@@ -127,6 +135,10 @@ class RelayOutput(Protocol):
         """Close the client (after pending writes); *code* is for WebSocket clients."""
 
     def close_broker(self, reason: str) -> None: ...
+
+    def authenticate(self, user: str, password: str) -> None:
+        """Check the client's Start-Ok credentials: answer with authenticated() or
+        auth_refused()."""
 
     def start_timer(self, name: str, seconds: float) -> None:
         """Call timer_expired(name) after *seconds*, replacing a timer of that name."""
@@ -165,7 +177,8 @@ class AmqpRelay:
     """The state of one client connection and its broker connection."""
 
     def __init__(self, out: RelayOutput, settings: RelaySettings, *, client_address: str,
-                 websocket: bool) -> None:
+                 websocket: bool, authenticate: bool = False,
+                 user: str | None = None) -> None:
         self.out = out
         self.settings = settings
         self.client_address = client_address
@@ -183,6 +196,11 @@ class AmqpRelay:
         self._client_close_reason = ""
         #: the frame-max both directions were held to once Tune-Ok went through
         self.frame_max: int | None = None
+        #: the client's Start-Ok credentials are checked (out.authenticate) before relaying
+        self.authenticate = authenticate
+        #: who the client is, once known (at the handshake, or from Start-Ok)
+        self.user = user
+        self._start_ok: ConnectionStartOk | None = None  # held while authenticating
         self.virtual_host: str | None = None
 
     # -- driver events ---------------------------------------------------------------------
@@ -368,12 +386,28 @@ class AmqpRelay:
                              class_id=class_id, method_id=method_id)
         if isinstance(method, ConnectionStartOk):
             self._expect = ConnectionTuneOk
+            if self.authenticate:
+                credentials = sasl_credentials(method)
+                if credentials is None:
+                    raise FrameError(ACCESS_REFUSED,
+                                     f"authentication mechanism {method.mechanism} is not "
+                                     "supported here: use PLAIN",
+                                     class_id=method.CLASS_ID, method_id=method.METHOD_ID)
+                self._start_ok = method
+                self.out.authenticate(*credentials)
+                return b""  # relayed by authenticated()
             return self._rewrite_start_ok(method)
         if isinstance(method, ConnectionSecureOk):
             return frame.raw
         if isinstance(method, ConnectionTuneOk):
             if self._tune is None:
                 raise FrameError(COMMAND_INVALID, "connection.tune-ok before connection.tune",
+                                 class_id=method.CLASS_ID, method_id=method.METHOD_ID)
+            offered = self._tune.channel_max
+            if offered and method.channel_max > offered:
+                raise FrameError(NOT_ALLOWED,
+                                 f"channel-max {method.channel_max} is above the "
+                                 f"{offered} the broker offered",
                                  class_id=method.CLASS_ID, method_id=method.METHOD_ID)
             frame_max = negotiate_frame_max(self._tune, method)
             self.frame_max = frame_max
@@ -396,10 +430,36 @@ class AmqpRelay:
         self.client_phase = Phase.OPEN
         return frame.raw
 
+    def authenticated(self, user: str) -> None:
+        """The Start-Ok credentials are good: relay the Start-Ok (mapped, if configured)."""
+        start_ok, self._start_ok = self._start_ok, None
+        if start_ok is None or self.client_phase is not Phase.HANDSHAKE:
+            return
+        self.user = user
+        try:
+            raw = self._rewrite_start_ok(start_ok)
+        except FrameError as exc:
+            self._fail_client(exc)
+            return
+        self._flush_to_broker([raw])
+
+    def auth_refused(self, reason: str) -> None:
+        """The Start-Ok credentials are refused: Close 403 to the client, as RabbitMQ does."""
+        start_ok, self._start_ok = self._start_ok, None
+        if start_ok is None or self.client_phase is not Phase.HANDSHAKE:
+            return
+        self._fail_client(FrameError(ACCESS_REFUSED, reason, class_id=start_ok.CLASS_ID,
+                                     method_id=start_ok.METHOD_ID))
+
     def _rewrite_start_ok(self, method: ConnectionStartOk) -> bytes:
         properties = dict(method.client_properties)
         properties[FORWARDED_FOR] = _host(self.client_address)
         properties[CLIENT_KEY] = self.client_address
+        if self.user is not None:
+            properties[USER_KEY] = self.user
+        if self.settings.broker_credentials is not None:
+            method = replace(method, mechanism="PLAIN",
+                             response=plain_response(*self.settings.broker_credentials))
         raw = method_frame(0, replace(method, client_properties=properties))
         if len(raw) > FRAME_MIN_SIZE + FRAME_SLACK:
             raise FrameError(FRAME_ERROR,

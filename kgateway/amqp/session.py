@@ -17,6 +17,8 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from autobahn.websocket.types import ConnectionDeny
+from twisted.cred.credentials import UsernamePassword
+from twisted.cred.error import LoginFailed
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
@@ -24,6 +26,8 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from kgateway.amqp.relay import AmqpRelay, RelaySettings
+from kgateway.auth.gate import Gate
+from kgateway.auth.principal import Principal
 from kgateway.config import ServiceConfig
 from kgateway.interfaces import ConnectError, IConnector, IGoingAway, ILink, ILinkReceiver, ISession
 from kgateway.timers import NamedTimers
@@ -42,6 +46,8 @@ class AmqpHost(Protocol):
     relay_settings: RelaySettings
     #: maximum.pending.bytes: each link's write buffer before the other's reads pause
     pending_limit: int
+    #: the service's realm and constraint, if it has a <realm-name>
+    gate: Gate | None
 
 
 _LEVELS = {"info": log.info, "warn": log.warn}
@@ -59,8 +65,11 @@ class AmqpSession:
         self.client = client
         self.broker: ILink | None = None
         self.timers = NamedTimers(service.reactor)
+        principal = client.principal
         self.relay = AmqpRelay(self, service.relay_settings, client_address=client.remote,
-                               websocket=client.is_websocket)
+                               websocket=client.is_websocket,
+                               authenticate=service.gate is not None and principal is None,
+                               user=principal.name if principal is not None else None)
 
     # -- ISession (the client) -------------------------------------------------------------
 
@@ -123,6 +132,25 @@ class AmqpSession:
         d.addCallbacks(connected, failed)
         d.addErrback(lambda f: log.failure("{service}: broker connection setup failed", f,
                                            service=config.name))
+
+    def authenticate(self, user: str, password: str) -> None:
+        gate = self.service.gate
+        assert gate is not None, "the relay authenticates only for a service with a realm"
+
+        def checked(principal: Principal) -> None:
+            if gate.allows(principal):
+                self.relay.authenticated(principal.name)
+            else:
+                self.relay.auth_refused(f"user '{principal.name}' may not use this service")
+
+        def refused(failure: Failure) -> None:
+            failure.trap(LoginFailed)
+            self.relay.auth_refused("Login was refused using authentication mechanism PLAIN")
+
+        d = gate.login(UsernamePassword(user.encode("utf-8"), password.encode("utf-8")))
+        d.addCallbacks(checked, refused)
+        d.addErrback(lambda f: log.failure("{service}: authentication failed", f,
+                                           service=self.service.config.name))
 
     def close_client(self, code: int, reason: str) -> None:
         self.client.close(code, reason)

@@ -16,12 +16,28 @@ Kaazing's client), ``amqp`` if offered; offering only others is refused with HTT
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from kgateway.amqp.relay import RelaySettings
 from kgateway.amqp.session import AmqpSession
-from kgateway.config import parse_duration, parse_size
+from kgateway.config import (
+    ConfigError,
+    PathResolver,
+    Problem,
+    ServiceConfig,
+    parse_duration,
+    parse_size,
+)
 from kgateway.interfaces import ILink
 from kgateway.protocols.amqp import FRAME_MIN_SIZE
-from kgateway.services.base import BackendService, PropertySpec, ServiceContext, ServiceType
+from kgateway.services.base import (
+    BackendService,
+    PropertySpec,
+    ServiceContext,
+    ServiceType,
+    check_properties,
+)
 
 
 def _parse_vhost(text: str) -> str:
@@ -59,6 +75,10 @@ PROPERTIES = {
     "handshake.timeout": PropertySpec(_parse_timeout, 10.0),
     # how long to wait for Connection.Close-Ok after the gateway sent Close
     "close.timeout": PropertySpec(_parse_timeout, 5.0),
+    # identity promotion: what the broker gets instead of the client's own credentials,
+    # once the gateway has authenticated the client (needs <realm-name>)
+    "broker.login": PropertySpec(str, None),
+    "broker.passcode": PropertySpec(str, None),
 }
 
 
@@ -69,15 +89,37 @@ class AmqpService(BackendService):
         super().__init__(context)
         s = self.settings
         self.pending_limit: int = s["maximum.pending.bytes"]
+        credentials = None
+        if s["broker.login"] is not None:
+            credentials = (s["broker.login"], s["broker.passcode"] or "")
         self.relay_settings = RelaySettings(
             virtual_host=s["virtual.host"],
             frame_max=s["maximum.frame.size"],
             handshake_timeout=s["handshake.timeout"],
             close_timeout=s["close.timeout"],
+            broker_credentials=credentials,
         )
 
     def session(self, link: ILink) -> AmqpSession:
         return AmqpSession(self, link)
+
+
+def _check(config: ServiceConfig, resolve: PathResolver) -> Mapping[str, Any]:
+    values = check_properties(config, PROPERTIES)
+    login, passcode = values["broker.login"], values["broker.passcode"]
+    line = next((p.line for p in config.properties.items if p.name.startswith("broker.")),
+                config.line)
+    if (login is None) != (passcode is None):
+        raise ConfigError([Problem(config.file, line, "broker.login and broker.passcode go "
+                                                      "together")])
+    if login is not None and config.realm_name is None:
+        # Fail-closed: mapped credentials for unauthenticated clients would let anyone act
+        # as the broker user.
+        raise ConfigError([Problem(config.file, line, f"service {config.name!r}: broker.login "
+                                                      "replaces the credentials of clients the "
+                                                      "gateway authenticated: add a "
+                                                      "<realm-name>")])
+    return values
 
 
 SERVICE_TYPE = ServiceType(
@@ -87,6 +129,6 @@ SERVICE_TYPE = ServiceType(
     connect_schemes=frozenset({"tcp", "ssl"}),
     min_connects=1,
     max_connects=1,
-    properties=PROPERTIES,
+    custom_check=_check,
     build=AmqpService,
 )

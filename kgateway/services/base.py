@@ -158,3 +158,5 @@ class BackendService(ServiceBase):
         self.reactor = context.reactor
         self.settings: Any = context.config.settings
         self.connector = context.connector
+        #: the service's realm and authorization-constraint, if it has a <realm-name>
+        self.gate = context.gate

@@ -187,6 +187,8 @@ from kgateway.protocols.amqp.methods import (
     decode_method,
     method_frame,
     negotiate_frame_max,
+    plain_response,
+    sasl_credentials,
 )
 
 __all__ = [
@@ -270,5 +272,7 @@ __all__ = [
     "encode_table",
     "method_frame",
     "negotiate_frame_max",
+    "plain_response",
+    "sasl_credentials",
     "truncated",
 ]

@@ -531,3 +531,31 @@ def close_for(error: FrameError) -> ConnectionClose:
     # reply-text is a shortstr: cut at 255 octets without splitting a character.
     text = str(error).encode("utf-8")[:255].decode("utf-8", "ignore")
     return ConnectionClose(error.reply_code, text, error.class_id, error.method_id)
+
+
+def sasl_credentials(start_ok: ConnectionStartOk) -> tuple[str, str] | None:
+    """The user name and password of a Start-Ok's PLAIN (``authzid\0user\0password``,
+    RFC 4616) or AMQPLAIN (a field table with LOGIN and PASSWORD) response, or None for any
+    other mechanism or an unreadable response."""
+    try:
+        if start_ok.mechanism == "PLAIN":
+            parts = start_ok.response.split(b"\0")
+            if len(parts) != 3:
+                return None
+            return parts[1].decode("utf-8"), parts[2].decode("utf-8")
+        if start_ok.mechanism == "AMQPLAIN":
+            # The response is the table's fields without the table's own length prefix.
+            table, _ = decode_table(len(start_ok.response).to_bytes(4, "big")
+                                    + start_ok.response)
+            login, password = table.get("LOGIN"), table.get("PASSWORD")
+            if isinstance(login, bytes | str) and isinstance(password, bytes | str):
+                return (login.decode("utf-8") if isinstance(login, bytes) else login,
+                        password.decode("utf-8") if isinstance(password, bytes) else password)
+    except (UnicodeDecodeError, FrameError):
+        return None
+    return None
+
+
+def plain_response(user: str, password: str) -> bytes:
+    """A PLAIN SASL response for *user* and *password*."""
+    return b"\0" + user.encode("utf-8") + b"\0" + password.encode("utf-8")
