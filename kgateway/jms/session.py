@@ -36,11 +36,16 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from twisted.cred.credentials import UsernamePassword
+from twisted.cred.error import LoginFailed
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from kgateway.auth.credentials import BearerToken
+from kgateway.auth.gate import Credentials, Gate
+from kgateway.auth.principal import Principal
 from kgateway.interfaces import NORMAL, IGoingAway, ILink, ISession
 from kgateway.jms.broker import PER_SUBSCRIPTION, BrokerConnection, BrokerRefused
 from kgateway.jms.destinations import Destination, DestinationError, DestinationMap
@@ -94,6 +99,9 @@ class SessionSettings(Protocol):
     @property
     def queue_prefetch(self) -> int: ...
 
+    @property
+    def user_header(self) -> str: ...
+
 
 class JmsHost(Protocol):
     """What a session needs of its service: no more (``kgateway.services.jms.JmsService``)."""
@@ -113,10 +121,25 @@ class JmsHost(Protocol):
     def dedicated_connection(self, client_id: str, tag: str) -> BrokerConnection:
         """A connection of the client's own, CONNECTed with its client-id (not started)."""
 
+    @property
+    def gate(self) -> Gate | None:
+        """The service's realm and authorization-constraint, if it has a <realm-name>."""
+
     def opened(self, session: JmsSession) -> None:
         """*session* is serving: stop it with the service."""
 
     def ended(self, session: JmsSession) -> None: ...
+
+
+def _connect_credentials(frame: Frame) -> Credentials | None:
+    """CONNECT's credentials: ``login`` + ``passcode``, or a bearer token in ``passcode``
+    alone (for a realm with the jwt login module)."""
+    login, passcode = frame.get("login"), frame.get("passcode")
+    if login:
+        return UsernamePassword(login.encode("utf-8"), (passcode or "").encode("utf-8"))
+    if passcode:
+        return BearerToken(passcode)
+    return None
 
 
 class ClientError(Exception):
@@ -163,6 +186,8 @@ class JmsSession:
     def __init__(self, service: JmsHost, link: ILink) -> None:
         self.service = service
         self.link = link
+        #: who the client is: from the WebSocket handshake, or from CONNECT (service.gate)
+        self.principal: Principal | None = link.principal
         self.number = next(_SESSION_IDS)
         self.tag = f"{service.instance}-{self.number}"
         settings = service.settings
@@ -362,6 +387,40 @@ class JmsSession:
                    ("session", self.tag), ("heart-beat", f"{interval},{interval}")]
         self.heartbeat_send = send_ms / 1000
         self.heartbeat_expect = expect_ms / 1000
+        gate = self.service.gate
+        if gate is None or self.principal is not None:
+            self._admitted(frame, headers)
+            return
+        credentials = _connect_credentials(frame)
+        if credentials is None:
+            raise ClientError("authentication required",
+                              f"this service needs a login and passcode on CONNECT (realm "
+                              f"{gate.realm!r})")
+        self.held = True
+
+        def checked(principal: Principal) -> None:
+            if self.state == State.CLOSED:
+                return
+            self.held = False
+            if not gate.allows(principal):
+                self.fail("access denied", f"user {principal.name!r} may not use this service",
+                          frame.get("receipt"))
+                return
+            self.principal = principal
+            self._admitted(frame, headers)
+            self._drain()
+
+        def refused(failure: Failure) -> None:
+            failure.trap(LoginFailed)
+            self.held = False
+            self.fail("authentication failed", "wrong login or passcode", frame.get("receipt"))
+
+        d = gate.login(credentials).addCallbacks(checked, refused)
+        d.addErrback(lambda f: log.failure("jms: {peer}: authentication", f,
+                                           peer=self.link.remote))
+
+    def _admitted(self, frame: Frame, headers: list[tuple[str, str]]) -> None:
+        """CONNECT went through (authenticated, where the service asks for it)."""
         client_id = frame.get("client-id")
         if client_id:
             self._connect_dedicated(client_id, headers, frame.get("receipt"))
@@ -447,12 +506,15 @@ class JmsSession:
                 raise ClientError("bad reply-to", str(e)) from None
         if tx is not None:
             headers.append(("transaction", tx.broker_id))
-        seen = set()
+        user_header = self.service.settings.user_header
+        seen = {user_header}  # never the client's own claim of who it is
         for name, value in frame.headers:
             if name in _SEND_OWN or name in seen:
                 continue
             seen.add(name)
             headers.append((name, value))
+        if self.principal is not None:
+            headers.append((user_header, self.principal.name))
         receipt = frame.get("receipt")
         out = Frame("SEND", headers, frame.body)
         if receipt is None:

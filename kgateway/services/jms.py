@@ -99,6 +99,9 @@ PROPERTIES: dict[str, PropertySpec] = {
     "broker.heartbeat.interval": PropertySpec(_duration_or_zero, 10.0),
     # frames kept per broker connection while it is down
     "outage.buffer.size": PropertySpec(parse_size, 8 * 1024 * 1024),
+    # identity promotion: the header naming the authenticated user on every SEND (the
+    # client's own value is always removed; ActiveMQ makes JMSXUserID the JMS user id)
+    "user.header": PropertySpec(str, "JMSXUserID"),
 }
 
 _OPENWIRE_SCHEMES = ("tcp", "ssl", "nio", "nio+ssl", "failover", "vm", "auto", "auto+ssl")
@@ -117,6 +120,7 @@ class JmsSettings:
     heartbeat_interval: float = 10.0
     broker_heartbeat_interval: float = 10.0
     outage_buffer_size: int = 8 * 1024 * 1024
+    user_header: str = "JMSXUserID"
     login: str | None = None
     passcode: str | None = None
     virtual_host: str | None = None
@@ -211,6 +215,7 @@ def _check(config: ServiceConfig, resolve: PathResolver) -> JmsSettings:
         heartbeat_interval=values["heartbeat.interval"],
         broker_heartbeat_interval=values["broker.heartbeat.interval"],
         outage_buffer_size=values["outage.buffer.size"],
+        user_header=values["user.header"],
         login=values["broker.login"], passcode=values["broker.passcode"],
         virtual_host=values["broker.virtual.host"], caches=MappingProxyType(caches))
 
