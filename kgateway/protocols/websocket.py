@@ -150,6 +150,9 @@ CLOSE_NO_STATUS: Final = 1005
 
 MAX_CONTROL_PAYLOAD: Final = 125
 
+# Below this many octets the big-integer XOR beats the three C calls of the native masker.
+_NATIVE_MIN: Final = 64
+
 
 class Opcode(IntEnum):
     CONTINUATION = 0x0
@@ -283,7 +286,7 @@ def mask_payload(payload: bytes, key: bytes, *, native: bool | None = None) -> b
     """``payload`` masked (or unmasked: XOR is its own inverse) with the 4-octet ``key``."""
     if not payload:
         return b""
-    if USES_NVX if native is None else native:
+    if (USES_NVX if native is None else native) and len(payload) >= _NATIVE_MIN:
         buf = bytearray(payload)
         masker = _lib.nvx_xormask_new(key)
         _lib.nvx_xormask_process(masker, _ffi.from_buffer("uint8_t[]", buf), len(buf))
@@ -362,6 +365,12 @@ class WebSocketCodec:
         # The message being sent in fragments, if any.
         self._sending_fragments = False
 
+    @property
+    def buffered(self) -> int:
+        """Octets held for later: a partial frame header or control frame, and the pieces of
+        a fragmented message not yet complete (message mode only)."""
+        return len(self._buf) + sum(map(len, self._parts))
+
     # -- receiving ------------------------------------------------------------------------
 
     def receive_data(self, data: bytes) -> list[Event]:
@@ -415,7 +424,7 @@ class WebSocketCodec:
                         shift = self._frame_offset & 3
                         if shift:
                             key = key[shift:] + key[:shift]
-                        if native:
+                        if native and n >= _NATIVE_MIN:
                             masker = _lib.nvx_xormask_new(key)
                             _lib.nvx_xormask_process(masker, ptr + pos, n)
                             _lib.nvx_xormask_free(masker)
@@ -515,7 +524,7 @@ class WebSocketCodec:
                 if stop <= end:
                     if key is None or not length:
                         payload = bytes(view[start:stop])
-                    elif native:
+                    elif native and length >= _NATIVE_MIN:
                         masker = _lib.nvx_xormask_new(key)
                         _lib.nvx_xormask_process(masker, ptr + start, length)
                         _lib.nvx_xormask_free(masker)
@@ -546,7 +555,7 @@ class WebSocketCodec:
                 key: bytes | None) -> bytes:
         if key is None or start == stop:
             return bytes(view[start:stop])
-        if ptr is not None:
+        if ptr is not None and stop - start >= _NATIVE_MIN:
             masker = _lib.nvx_xormask_new(key)
             _lib.nvx_xormask_process(masker, ptr + start, stop - start)
             _lib.nvx_xormask_free(masker)
