@@ -177,7 +177,7 @@ class State(Enum):
     LOCAL_CLOSING = "local closing"  # we sent Close, the peer's has not arrived
     REMOTE_CLOSING = "remote closing"  # the peer's Close arrived, we have not sent ours
     CLOSED = "closed"  # both sent
-    FAILED = "failed"  # the peer broke the protocol: send ProtocolError.code and drop
+    FAILED = "failed"  # the peer broke the protocol: send Close(ProtocolError.code), drop
 
 
 class ProtocolError(Exception):
@@ -364,6 +364,7 @@ class WebSocketCodec:
         self._frame_offset = 0
         # The message being sent in fragments, if any.
         self._sending_fragments = False
+        self._close_sent = False
 
     @property
     def buffered(self) -> int:
@@ -628,8 +629,8 @@ class WebSocketCodec:
                 mask_payload(payload, key, native=self._native)]
 
     def _check_sending(self) -> None:
-        if self.state is not State.OPEN and self.state is not State.REMOTE_CLOSING:
-            raise LocalProtocolError(f"cannot send in state {self.state.value}")
+        if self._close_sent:
+            raise LocalProtocolError("nothing may be sent after Close")
 
     def send_data(self, data: bytes, binary: bool = True, fin: bool = True) -> list[bytes]:
         """One data frame, ``[header, payload]``; ``fin=False`` leaves the message open.
@@ -666,8 +667,16 @@ class WebSocketCodec:
         return self._control(Opcode.PONG, payload)
 
     def send_close(self, code: int | None = 1000, reason: str = "") -> bytes:
-        """Our Close frame (``code=None``: no status).  Nothing may be sent after it."""
+        """Our Close frame (``code=None``: no status).  Nothing may be sent after it.
+
+        After a :class:`ProtocolError`, send what its ``events`` call for, then this with the
+        error's code and reason, then drop the connection.
+        """
         self._check_sending()
         frame = self._control(Opcode.CLOSE, close_payload(code, reason))
-        self.state = State.CLOSED if self.state is State.REMOTE_CLOSING else State.LOCAL_CLOSING
+        self._close_sent = True
+        if self.state is State.REMOTE_CLOSING:
+            self.state = State.CLOSED
+        elif self.state is State.OPEN:
+            self.state = State.LOCAL_CLOSING
         return frame

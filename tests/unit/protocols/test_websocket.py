@@ -459,6 +459,16 @@ def test_events_before_an_error_travel_with_it() -> None:
     with pytest.raises(ProtocolError) as again:
         codec.receive_data(client_frame(Opcode.BINARY, b"more"))
     assert again.value is error
+    # What is left to do: answer the events that came before the fault (here, echo), send
+    # the error's Close, and nothing after it.
+    assert codec.send_message(b"ok") == [server_frame(Opcode.BINARY)[:1] + b"\x02", b"ok"]
+    assert codec.send_close(error.code, error.reason) == server_frame(
+        Opcode.CLOSE, close_payload(error.code, error.reason))
+    assert codec.state is State.FAILED
+    with pytest.raises(LocalProtocolError):
+        codec.send_message(b"no")
+    with pytest.raises(LocalProtocolError):
+        codec.send_close()
 
 
 def test_nothing_counts_after_a_close() -> None:
