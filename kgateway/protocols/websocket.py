@@ -61,33 +61,40 @@ of each message: a relay to a TCP back end needs no message boundaries); :class:
 pong and the closing handshake (:meth:`WebSocketCodec.send_pong`, :meth:`~WebSocketCodec.send_close`).
 After a Close arrives, further octets are ignored (RFC 6455 5.5.1).
 
-Performance, and what was measured (``.venv/bin/python -m bench.ws_codec`` is the end-to-end
-figure; the numbers below are per call, on this project's 2-core machine, CPython 3.11):
+Performance, and what was measured (``.venv/bin/python -m bench.ws_codec`` has the whole
+parse; the per-call numbers below are best-of-5 ``timeit`` on this project's shared 2-core
+machine, CPython 3.11, Autobahn 26.10 with NVX, so take them to +-20%):
 
 - Parsing walks an offset through the buffer: every complete frame in a read is parsed in
   one call and only the incomplete tail is kept (``del buf[:pos]``, O(1) at the front of a
   bytearray).  A data frame spanning reads is consumed as it arrives (its unmasked pieces
   are joined once at the end), so a large payload costs linear time, never quadratic.
+  Copies per masked payload octet: into the receive buffer, out of it as ``bytes`` after
+  unmasking in place, and a join when a message's frames span reads (message mode only).
 - Unmasking.  Autobahn's NVX (``autobahn.websocket.USES_NVX``) ships a C/SSE2 XOR masker,
   but its Python wrapper (``create_xor_masker(mask, n).process(p)``) builds a class
   instance with an ``ffi.gc`` finaliser per frame and copies the payload twice.  A C masker
-  cannot be re-keyed (``nvx_xormask_new`` takes the key, no call changes it), so "one masker
-  per connection" would mean writing into its private struct; instead this codec calls the
-  C functions directly (``nvx_xormask_new`` / ``process`` / ``free``: no Python object, no
-  finaliser), in place in the receive buffer, through one ``ffi.from_buffer`` pointer per
-  read.  Measured per payload (unmask only, returning bytes):
+  cannot be re-keyed through its API (``nvx_xormask_new`` takes the key), so this codec
+  calls the C functions directly, ``nvx_xormask_new`` / ``process`` / ``free`` per frame (no
+  Python object, no finaliser), in place in the receive buffer, through one
+  ``ffi.from_buffer`` pointer per read.  The literal "one masker per connection", re-keyed
+  by writing the key into its private struct (``ffi.memmove``) and ``nvx_xormask_reset``,
+  measured no faster (0.83 vs 0.74 us at 256 B, interleaved runs), so the struct is left
+  alone.  Per payload, unmasking and returning ``bytes``:
 
-  =========================  ========  ========  =========
-  method                     256 B     4 KiB     64 KiB
-  =========================  ========  ========  =========
-  NVX wrapper (Autobahn's)   4.1 us    3.9 us    7.5 us
-  NVX C calls, bytearray     1.1 us    1.1 us    5.2 us
-  int.from_bytes XOR         0.9 us    10 us     135 us
-  bytes.translate, stride 4  2.6 us    7.8 us    98 us
-  =========================  ========  ========  =========
+  ==================================  ========  ========  =========
+  method                              256 B     4 KiB     64 KiB
+  ==================================  ========  ========  =========
+  NVX wrapper (what Autobahn does)    4.1 us    3.9 us    7.5 us
+  NVX C calls on a bytearray          1.1 us    1.1 us    5.2 us
+  ``int.from_bytes`` XOR              0.9 us    10 us     135 us
+  ``bytes.translate``, stride 4       2.6 us    7.8 us    98 us
+  ==================================  ========  ========  =========
 
-  So: the NVX C calls, unless Autobahn was installed without NVX or ``AUTOBAHN_USE_NVX=0``,
-  in which case the pure ``int.from_bytes`` XOR (fine for small frames, ~400 MB/s large).
+  (the pure XOR is ``(int.from_bytes(p, "little") ^ int.from_bytes(key * n, "little"))
+  .to_bytes(...)``).  So: the NVX C calls from 64 octets up; below that, where three C
+  calls cost more than the XOR (0.64 vs 0.82 us at 16 B), and wherever NVX is missing or
+  ``AUTOBAHN_USE_NVX=0``, the pure XOR (~400 MB/s on large payloads).
 - UTF-8: Autobahn's NVX validator runs ~430 MB/s; CPython's incremental UTF-8 decoder runs
   1.2-1.7 GB/s on mixed text and ~20 GB/s on ASCII, with ``bytes.isascii`` (28 GB/s) as a
   shortcut, so the decoder is used.  It fails at the first invalid octet except for one
@@ -396,17 +403,27 @@ class WebSocketCodec:
             del buf[:pos]
         return events
 
-    def _fail(self, code: int, reason: str) -> ProtocolError:
-        return ProtocolError(code, reason)
-
     def _parse(self, buf: bytearray, events: list[Event]) -> int:
-        """Walk every complete frame in ``buf``; return the offset of the unparsed tail."""
+        """Walk every complete frame in ``buf``; return the offset of the unparsed tail.
+
+        Hot path: for a read full of small frames this loop runs once per frame, so what
+        does not change during a read lives in locals and the common frame (a whole binary
+        message) is handled inline.
+        """
         end = len(buf)
         if not end:
             return 0
-        native = self._native and self._expect_masked
+        expect_masked = self._expect_masked
+        native = self._native and expect_masked
+        limit = self._limit
+        whole_messages = not self.stream
+        append = events.append
         view = memoryview(buf)
         ptr: Any = _ffi.from_buffer("uint8_t[]", buf) if native else None
+        if native:
+            new, process, free = _lib.nvx_xormask_new, _lib.nvx_xormask_process, _lib.nvx_xormask_free
+        else:
+            new = process = free = None
         pos = 0
         try:
             while True:
@@ -417,22 +434,13 @@ class WebSocketCodec:
                         break
                     if n > self._remaining:
                         n = self._remaining
-                    stop = pos + n
                     key = self._frame_key
-                    if key is None:
-                        payload = bytes(view[pos:stop])
-                    else:
+                    if key is not None:
                         shift = self._frame_offset & 3
                         if shift:
                             key = key[shift:] + key[:shift]
-                        if native and n >= _NATIVE_MIN:
-                            masker = _lib.nvx_xormask_new(key)
-                            _lib.nvx_xormask_process(masker, ptr + pos, n)
-                            _lib.nvx_xormask_free(masker)
-                            payload = bytes(view[pos:stop])
-                        else:
-                            payload = _xor_pure(view[pos:stop], key)
-                    pos = stop
+                    payload = self._unmask(view, ptr, pos, pos + n, key)
+                    pos += n
                     self._frame_offset += n
                     self._remaining -= n
                     if self._remaining:
@@ -448,29 +456,29 @@ class WebSocketCodec:
                 opcode = b0 & 0x0F
                 # Checks that need only the first two octets come first: fail fast.
                 if b0 & 0x70:
-                    raise self._fail(1002, "reserved bits set but no extension negotiated")
+                    raise ProtocolError(1002, "reserved bits set but no extension negotiated")
                 masked = b1 & 0x80 != 0
-                if masked is not self._expect_masked:
-                    raise self._fail(1002, "masked frame sent to a client"
-                                     if masked else "unmasked frame sent to a server")
+                if masked is not expect_masked:
+                    raise ProtocolError(1002, "masked frame sent to a client"
+                                        if masked else "unmasked frame sent to a server")
                 length = b1 & 0x7F
                 if opcode >= 8:
                     if opcode > 10:
-                        raise self._fail(1002, f"reserved control opcode {opcode}")
+                        raise ProtocolError(1002, f"reserved control opcode {opcode}")
                     if not b0 & 0x80:
-                        raise self._fail(1002, "fragmented control frame")
+                        raise ProtocolError(1002, "fragmented control frame")
                     if length > MAX_CONTROL_PAYLOAD:
-                        raise self._fail(1002, "control frame payload longer than 125 octets")
+                        raise ProtocolError(1002, "control frame payload longer than 125 octets")
                     if opcode == 8 and length == 1:
-                        raise self._fail(1002, "close frame payload of one octet")
+                        raise ProtocolError(1002, "close frame payload of one octet")
                 elif opcode == 0:
                     if not self._in_message:
-                        raise self._fail(1002, "continuation frame outside a message")
+                        raise ProtocolError(1002, "continuation frame outside a message")
                 elif opcode <= 2:
                     if self._in_message:
-                        raise self._fail(1002, "new data frame inside a fragmented message")
+                        raise ProtocolError(1002, "new data frame inside a fragmented message")
                 else:
-                    raise self._fail(1002, f"reserved data opcode {opcode}")
+                    raise ProtocolError(1002, f"reserved data opcode {opcode}")
 
                 start = pos + 2
                 if length == 126:
@@ -478,16 +486,16 @@ class WebSocketCodec:
                         break
                     length = _U16.unpack_from(buf, start)[0]
                     if length < 126:
-                        raise self._fail(1002, "frame length not minimally encoded")
+                        raise ProtocolError(1002, "frame length not minimally encoded")
                     start += 2
                 elif length == 127:
                     if end - start < 8:
                         break
                     length = _U64.unpack_from(buf, start)[0]
                     if length >= 0x8000000000000000:
-                        raise self._fail(1002, "frame length with the top bit set")
+                        raise ProtocolError(1002, "frame length with the top bit set")
                     if length < 0x10000:
-                        raise self._fail(1002, "frame length not minimally encoded")
+                        raise ProtocolError(1002, "frame length not minimally encoded")
                     start += 8
                 if masked:
                     if end - start < 4:
@@ -496,19 +504,19 @@ class WebSocketCodec:
                     start += 4
                 else:
                     key = None
+                stop = start + length
 
                 if opcode >= 8:
-                    stop = start + length
                     if stop > end:
                         break
                     payload = self._unmask(view, ptr, start, stop, key)
                     pos = stop
                     if opcode == 9:
-                        events.append(Ping(payload))
+                        append(Ping(payload))
                     elif opcode == 10:
-                        events.append(Pong(payload))
+                        append(Pong(payload))
                     else:
-                        events.append(self._close(payload))
+                        append(self._close(payload))
                         return end  # nothing after a Close counts
                     continue
 
@@ -516,44 +524,42 @@ class WebSocketCodec:
                     self._in_message = True
                     self._binary = opcode == 2
                     self._message_size = 0
-                if self._limit >= 0:
+                if limit >= 0:
                     self._message_size += length
-                    if self._message_size > self._limit:
-                        raise self._fail(1009, f"message longer than {self._limit} octets")
-                stop = start + length
+                    if self._message_size > limit:
+                        raise ProtocolError(1009, f"message longer than {limit} octets")
                 fin = b0 & 0x80 != 0
-                if stop <= end:
-                    if key is None or not length:
-                        payload = bytes(view[start:stop])
-                    elif native and length >= _NATIVE_MIN:
-                        masker = _lib.nvx_xormask_new(key)
-                        _lib.nvx_xormask_process(masker, ptr + start, length)
-                        _lib.nvx_xormask_free(masker)
-                        payload = bytes(view[start:stop])
-                    else:
-                        payload = _xor_pure(view[start:stop], key)
-                    pos = stop
-                    if fin and not self._parts and self._binary and not self.stream:
-                        # The common case, a whole binary message in one frame: inline.
-                        self._in_message = False
-                        events.append(Message(payload, True))
-                    else:
-                        self._data(payload, fin, events)
-                else:
+                if stop > end:
                     # Consume the header now; the payload is taken as it arrives.
                     self._remaining = length
                     self._frame_fin = fin
                     self._frame_key = key
                     self._frame_offset = 0
                     pos = start
+                    continue
+                if key is None or length < _NATIVE_MIN or ptr is None:
+                    payload = self._unmask(view, None, start, stop, key)
+                else:  # inline: the common case of a browser's frame
+                    masker = new(key)
+                    process(masker, ptr + start, length)
+                    free(masker)
+                    payload = bytes(view[start:stop])
+                pos = stop
+                if fin and whole_messages and opcode == 2:
+                    # The commonest case, a whole binary message in one frame: inline.
+                    self._in_message = False
+                    append(Message(payload, True))
+                else:
+                    self._data(payload, fin, events)
         finally:
             view.release()
             if ptr is not None:
                 _ffi.release(ptr)
         return pos
 
-    def _unmask(self, view: memoryview, ptr: Any, start: int, stop: int,
-                key: bytes | None) -> bytes:
+    @staticmethod
+    def _unmask(view: memoryview, ptr: Any, start: int, stop: int, key: bytes | None) -> bytes:
+        """``view[start:stop]`` unmasked with ``key`` (in place in the buffer if native)."""
         if key is None or start == stop:
             return bytes(view[start:stop])
         if ptr is not None and stop - start >= _NATIVE_MIN:
@@ -590,7 +596,7 @@ class WebSocketCodec:
         except UnicodeDecodeError as e:
             decoder.reset()
             self._utf8_pending = False
-            raise self._fail(1007, f"invalid UTF-8 in a text message: {e.reason}") from None
+            raise ProtocolError(1007, f"invalid UTF-8 in a text message: {e.reason}") from None
         if last:
             self._utf8_pending = False
             return
@@ -599,7 +605,7 @@ class WebSocketCodec:
         # octet; fail now, as on every other invalid prefix.
         if len(pending) >= 2 and pending[0] == 0xED and pending[1] >= 0xA0:
             decoder.reset()
-            raise self._fail(1007, "invalid UTF-8 in a text message: surrogate")
+            raise ProtocolError(1007, "invalid UTF-8 in a text message: surrogate")
         self._utf8_pending = bool(pending)
 
     def _close(self, payload: bytes) -> Close:
@@ -612,11 +618,11 @@ class WebSocketCodec:
             return Close(CLOSE_NO_STATUS, "")
         code = _U16.unpack_from(payload)[0]
         if not is_valid_close_code(code):
-            raise self._fail(1002, f"invalid close code {code}")
+            raise ProtocolError(1002, f"invalid close code {code}")
         try:
             reason = payload[2:].decode("utf-8")
         except UnicodeDecodeError:
-            raise self._fail(1007, "close reason is not UTF-8") from None
+            raise ProtocolError(1007, "close reason is not UTF-8") from None
         return Close(code, reason)
 
     # -- sending --------------------------------------------------------------------------
