@@ -24,7 +24,7 @@ runs of each parser are interleaved so that what noise is left hits both alike.
 Every run checks that the parser delivered every message with the right total length, and
 the first run checks the payloads octet for octet.  Writes bench/results/ws_codec.{json,md}.
 
-    .venv/bin/python -m bench.ws_codec [--megabytes 8] [--runs 5]
+    .venv/bin/python -m bench.ws_codec [--megabytes 16] [--runs 7]
 """
 
 from __future__ import annotations
@@ -62,14 +62,15 @@ HANDSHAKE = (b"GET /echo HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUpgrade: websocket\
              b"Sec-WebSocket-Version: 13\r\n\r\n")
 
 
-def make_stream(size: int, total: int, seed: int) -> tuple[list[bytes], list[bytes]]:
-    """(the payloads, the wire octets cut into READ-sized reads)."""
+def make_stream(size: int, total: int, seed: int,
+                read: int = READ) -> tuple[list[bytes], list[bytes]]:
+    """(the payloads, the wire octets cut into ``read``-sized reads)."""
     rng = random.Random(seed)
     count = max(1, total // size)
     payloads = [rng.randbytes(size) for _ in range(min(count, 64))]
     payloads = [payloads[i % len(payloads)] for i in range(count)]
     wire = b"".join(b"".join(encode_frame(2, p, True, rng.randbytes(4))) for p in payloads)
-    return payloads, [wire[i:i + READ] for i in range(0, len(wire), READ)]
+    return payloads, [wire[i:i + read] for i in range(0, len(wire), read)]
 
 
 class _Counting(WebSocketServerProtocol):
@@ -152,22 +153,24 @@ def run_once(name: str, payloads: list[bytes], reads: list[bytes], check: bool) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--megabytes", type=float, default=8.0,
-                        help="payload octets per size and run (default 8)")
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--megabytes", type=float, default=16.0,
+                        help="MiB of payload per size and run (default 16)")
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--read", type=int, default=READ,
+                        help="octets per read (default 65536, what Twisted's TCP reads at most)")
     args = parser.parse_args()
     total = int(args.megabytes * 1024 * 1024)
     print(f"Autobahn USES_NVX={AUTOBAHN_USES_NVX}; codec USES_NVX={USES_NVX}; "
-          f"{args.megabytes:g} MiB of payload per size, {READ // 1024} KiB reads, "
+          f"{args.megabytes:g} MiB of payload per size, {args.read} B reads, "
           f"median of {args.runs} runs", flush=True)
     figures: dict[str, Any] = {"autobahn_uses_nvx": AUTOBAHN_USES_NVX, "codec_uses_nvx": USES_NVX,
                                "megabytes": args.megabytes, "runs": args.runs, "sizes": {}}
     table = [f"Autobahn USES_NVX={AUTOBAHN_USES_NVX}, codec USES_NVX={USES_NVX}; "
-             f"{args.megabytes:g} MiB of masked binary payload per size, {READ // 1024} KiB "
+             f"{args.megabytes:g} MiB of masked binary payload per size, {args.read} B "
              f"reads, median of {args.runs} runs.", "",
              "| frame | parser | MB/s | msgs/s | x autobahn |", "|---:|---|---:|---:|---:|"]
     for size in SIZES:
-        payloads, reads = make_stream(size, total, seed=size)
+        payloads, reads = make_stream(size, total, seed=size, read=args.read)
         times: dict[str, list[float]] = {name: [] for name in PARSERS}
         for run in range(args.runs):
             for name in PARSERS:
@@ -186,8 +189,10 @@ def main() -> None:
             print(f"{size:>6} B  {name:13s} {mbps:9.1f} MB/s {msgs:11.0f} msgs/s "
                   f"x{base / median:.2f}", flush=True)
         figures["sizes"][str(size)] = entry
-    write_results("ws_codec", f".venv/bin/python -m bench.ws_codec --megabytes "
-                  f"{args.megabytes:g} --runs {args.runs}", figures, table)
+    figures["read"] = args.read
+    name = "ws_codec" if args.read == READ else f"ws_codec_read{args.read}"
+    write_results(name, f".venv/bin/python -m bench.ws_codec --megabytes {args.megabytes:g} "
+                  f"--runs {args.runs} --read {args.read}", figures, table)
 
 
 if __name__ == "__main__":

@@ -67,10 +67,13 @@ machine, CPython 3.11, Autobahn 26.10 with NVX, so take them to +-20%):
 
 - Parsing walks an offset through the buffer: every complete frame in a read is parsed in
   one call and only the incomplete tail is kept (``del buf[:pos]``, O(1) at the front of a
-  bytearray).  A data frame spanning reads is consumed as it arrives (its unmasked pieces
-  are joined once at the end), so a large payload costs linear time, never quadratic.
-  Copies per masked payload octet: into the receive buffer, out of it as ``bytes`` after
-  unmasking in place, and a join when a message's frames span reads (message mode only).
+  bytearray).  A binary frame spanning reads waits in the buffer (appending is amortised
+  O(1)) and is unmasked and copied out once, when complete; a text frame, or any frame in
+  stream mode, is consumed as it arrives (text must be validated as it comes), its pieces
+  joined once at the end.  So a large payload costs linear time, never quadratic.  Copies
+  per masked payload octet: into the receive buffer, out of it as ``bytes`` after
+  unmasking in place, and a join for a text frame or a message of several frames that
+  spans reads (message mode only).
 - Unmasking.  Autobahn's NVX (``autobahn.websocket.USES_NVX``) ships a C/SSE2 XOR masker,
   but its Python wrapper (``create_xor_masker(mask, n).process(p)``) builds a class
   instance with an ``ffi.gc`` finaliser per frame and copies the payload twice.  A C masker
@@ -430,6 +433,11 @@ class WebSocketCodec:
                 if self._remaining:
                     # The rest of a data frame that began in an earlier read.
                     n = end - pos
+                    if n < self._remaining and whole_messages and self._binary:
+                        # Nobody needs these octets before the frame ends (text does: it is
+                        # validated as it comes), so leave them in the buffer and unmask and
+                        # copy the frame once, when it is complete.
+                        break
                     if not n:
                         break
                     if n > self._remaining:
