@@ -61,6 +61,13 @@ of each message: a relay to a TCP back end needs no message boundaries); :class:
 pong and the closing handshake (:meth:`WebSocketCodec.send_pong`, :meth:`~WebSocketCodec.send_close`).
 After a Close arrives, further octets are ignored (RFC 6455 5.5.1).
 
+Wiring it behind Autobahn's handshake (``bench/conformance/codec_echo.py`` does, and passes
+the Autobahn|Testsuite cases Autobahn passes): in ``onOpen`` take ``self.data`` (octets that
+came with the handshake) and give them to the codec; send every later read to it.  On a
+:class:`ProtocolError`, act on ``error.events``, write ``send_close(error.code,
+error.reason)``, then half-close and wait for the peer to close: closing a socket with
+unread data makes Linux send RST, and the peer never reads our Close.
+
 Performance, and what was measured (``.venv/bin/python -m bench.ws_codec`` has the whole
 parse; the per-call numbers below are best-of-5 ``timeit`` on this project's shared 2-core
 machine, CPython 3.11, Autobahn 26.10 with NVX, so take them to +-20%):
@@ -378,8 +385,8 @@ class WebSocketCodec:
 
     @property
     def buffered(self) -> int:
-        """Octets held for later: a partial frame header or control frame, and the pieces of
-        a fragmented message not yet complete (message mode only)."""
+        """Octets held for later: a partial frame header or control frame, a binary frame
+        waiting for its end, and the pieces of a message not yet complete (message mode)."""
         return len(self._buf) + sum(map(len, self._parts))
 
     # -- receiving ------------------------------------------------------------------------
