@@ -661,3 +661,31 @@ def test_our_server_frames_into_autobahn() -> None:
     for payload, binary in MESSAGES:
         proto.dataReceived(b"".join(codec.send_message(payload, binary)))
     assert proto.messages == MESSAGES
+
+
+# -- robustness -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("native", NATIVE)
+@settings(max_examples=300, deadline=None)
+@given(prefix=conversations(), noise=st.binary(max_size=200), data=st.data(),
+       role=st.sampled_from(Role), stream=st.booleans())
+def test_garbage_gives_events_or_a_protocol_error_and_nothing_else(
+        native: bool, prefix: tuple[bytes, list[Event]], noise: bytes, data: st.DataObject,
+        role: Role, stream: bool) -> None:
+    """Valid frames then noise, at random splits: no IndexError, struct.error, ...; and the
+    valid frames' events come out whether or not the noise is an error."""
+    wire = prefix[0] + noise if role is Role.SERVER else noise
+    cuts = data.draw(st.lists(st.integers(0, len(wire)), max_size=8))
+    codec = WebSocketCodec(role, stream=stream, native=native and role is Role.SERVER,
+                           max_message_size=1000)
+    events: list[Event] = []
+    try:
+        for chunk in split_at(wire, cuts):
+            events += codec.receive_data(chunk)
+    except ProtocolError as error:
+        assert error.code in (1002, 1007, 1009)
+        events += error.events
+        assert codec.state is State.FAILED
+    if role is Role.SERVER and not stream:
+        assert events[:len(prefix[1])] == prefix[1]
