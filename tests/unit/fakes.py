@@ -8,10 +8,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from twisted.cred.checkers import ICredentialsChecker
+from twisted.cred.credentials import IUsernamePassword
+from twisted.cred.error import UnauthorizedLogin
+from twisted.cred.portal import Portal
 from twisted.internet import defer
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from zope.interface import implementer
 
+from kgateway.auth.gate import Constraint, Gate
+from kgateway.auth.principal import Identity, Realm
+from kgateway.auth.settings import ChallengeScheme
 from kgateway.config import GatewayConfig
 from kgateway.interfaces import IConnector, IGatewayService, ILink, ILinkReceiver
 from kgateway.services import SERVICE_TYPES, load_config
@@ -93,15 +100,15 @@ def load(tmp_path: Path, body: str) -> GatewayConfig:
 
 
 def build(cfg: GatewayConfig, index: int = 0, *, reactor: Any = None,
-          connector: IConnector | None = None,
-          status: GatewayStatus | None = None) -> IGatewayService:
+          connector: IConnector | None = None, status: GatewayStatus | None = None,
+          gate: Gate | None = None) -> IGatewayService:
     """Service number *index* of *cfg*, built as the gateway builds it."""
     svc_config = cfg.services[index]
     context = ServiceContext(reactor if reactor is not None else MemoryReactorClock(),
                              svc_config, cfg,
                              connector if connector is not None else FakeConnector(),
                              status if status is not None else GatewayStatus(
-                                 ConnectionTracker()))
+                                 ConnectionTracker()), gate)
     return SERVICE_TYPES[svc_config.type].build(context)
 
 
@@ -111,3 +118,31 @@ def build_all(cfg: GatewayConfig, **kwargs: Any) -> GatewayStatus:
     for index, svc_config in enumerate(cfg.services):
         status.services[svc_config.name] = build(cfg, index, status=status, **kwargs)
     return status
+
+
+@implementer(ICredentialsChecker)
+class MemoryChecker:
+    """A login module for unit tests: users with passwords and roles, answered at once."""
+
+    credentialInterfaces = (IUsernamePassword,)
+
+    def __init__(self, users: dict[str, tuple[str, set[str]]]) -> None:
+        self.users = users
+
+    def requestAvatarId(self, credentials: Any) -> defer.Deferred[Identity]:
+        name = credentials.username.decode()
+        entry = self.users.get(name)
+        if entry is None or entry[0].encode() != credentials.password:
+            return defer.fail(UnauthorizedLogin("wrong user name or password"))
+        return defer.succeed(Identity(name, frozenset(entry[1])))
+
+
+USERS = {"alice": ("secret", {"ops", "devs"}), "bob": ("hunter2", {"devs"})}
+
+
+def memory_gate(roles: set[str] | None = None, *, optional: bool = False,
+                users: dict[str, tuple[str, set[str]]] | None = None) -> Gate:
+    """A Gate over MemoryChecker, realm "demo", Basic, requiring any of *roles*."""
+    portal = Portal(Realm("demo"), [MemoryChecker(USERS if users is None else users)])
+    return Gate(portal, "demo", ChallengeScheme.BASIC,
+                constraint=Constraint(frozenset(roles or ())), optional=optional)

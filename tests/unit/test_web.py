@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 
 import pytest
@@ -10,6 +11,7 @@ from twisted.web.test.requesthelper import DummyRequest
 
 from kgateway.services.directory import Folder
 from kgateway.web import Router
+from tests.unit.fakes import memory_gate
 
 
 class Marker(resource.Resource):
@@ -96,3 +98,21 @@ def test_unknown_path_without_a_root_folder_is_404() -> None:
     router.add_websocket("/echo", Marker(b"ws"))
     code, _, _ = render(router, b"/other")
     assert code == 404
+
+
+@pytest.mark.parametrize("authorization, code, body", [
+    (None, 401, b"401 authentication required\n"),
+    (b"Basic " + base64.b64encode(b"alice:nope"), 401, b"401 authentication failed\n"),
+    (b"Basic " + base64.b64encode(b"bob:hunter2"), 403, b"403 user 'bob' may not use this "
+                                                        b"service\n"),
+    (b"Basic " + base64.b64encode(b"alice:secret"), 200, b"metrics"),
+])
+def test_a_guarded_http_service_asks_for_credentials(authorization: bytes | None, code: int,
+                                                     body: bytes) -> None:
+    router = Router()
+    router.add_folder("/metrics", Marker(b"metrics"), memory_gate({"ops"}))
+    headers = {b"authorization": authorization} if authorization else {}
+    got_code, got_body, request = render(router, b"/metrics", headers)
+    assert (got_code, got_body) == (code, body)
+    challenge = request.responseHeaders.getRawHeaders(b"www-authenticate")
+    assert challenge == ([b'Basic realm="demo"'] if code == 401 else None)

@@ -9,6 +9,7 @@ from kgateway.amqp.relay import (
     CLIENT_KEY,
     FORWARDED_FOR,
     HANDSHAKE_TIMER,
+    USER_KEY,
     AmqpRelay,
     Phase,
     RelaySettings,
@@ -151,3 +152,72 @@ def test_going_away_closes_an_open_client_and_the_broker_properly() -> None:
     closes = [A.decode_method(f.payload) for f in frames]
     assert any(isinstance(m, A.ConnectionClose) and m.reply_code == A.CONNECTION_FORCED
                for m in closes)
+
+
+class AuthOutput(Output):
+    def authenticate(self, user: str, password: str) -> None:
+        self.calls.append(("authenticate", (user, password)))
+
+
+def authenticating(**settings: Any) -> tuple[AmqpRelay, AuthOutput]:
+    out = AuthOutput()
+    r = AmqpRelay(out, RelaySettings(**settings), client_address="192.0.2.7:4000",
+                  websocket=True, authenticate=True)
+    r.start()
+    r.client_data(A.PROTOCOL_HEADER)
+    r.broker_connected()
+    r.broker_data(START)
+    r.client_data(START_OK)
+    return r, out
+
+
+def start_ok_sent(out: Output) -> A.ConnectionStartOk:
+    frames = A.FrameReader().feed(out.bytes_to("broker")[len(A.PROTOCOL_HEADER):])
+    method = A.decode_method(frames[0].payload)
+    assert isinstance(method, A.ConnectionStartOk)
+    return method
+
+
+def test_start_ok_is_held_until_the_realm_accepts_then_carries_the_user() -> None:
+    r, out = authenticating(broker_credentials=("gateway", "broker-secret"))
+    assert out.calls[-1] == ("authenticate", ("guest", "guest"))
+    assert out.bytes_to("broker") == A.PROTOCOL_HEADER  # nothing more yet
+    r.authenticated("alice")
+    method = start_ok_sent(out)
+    assert method.client_properties[USER_KEY] == "alice"
+    assert A.sasl_credentials(method) == ("gateway", "broker-secret")  # promoted
+
+
+def test_a_refused_login_is_access_refused_like_rabbitmq() -> None:
+    r, out = authenticating()
+    r.auth_refused("Login was refused using authentication mechanism PLAIN")
+    close = A.decode_method(A.FrameReader().feed(out.calls[-1][1])[0].payload)
+    assert isinstance(close, A.ConnectionClose) and close.reply_code == A.ACCESS_REFUSED
+    assert "ACCESS_REFUSED - Login was refused" in close.reply_text
+    assert out.bytes_to("broker") == A.PROTOCOL_HEADER  # the broker never saw the client's
+
+
+def test_an_unsupported_mechanism_is_refused_without_asking_the_realm() -> None:
+    out = AuthOutput()
+    r = AmqpRelay(out, RelaySettings(), client_address="c", websocket=True, authenticate=True)
+    r.start()
+    r.client_data(A.PROTOCOL_HEADER)
+    r.broker_connected()
+    r.broker_data(START)
+    r.client_data(A.method_frame(0, A.ConnectionStartOk({}, "EXTERNAL", b"", "en_US")))
+    assert "authenticate" not in out.names()
+    close = A.decode_method(A.FrameReader().feed(out.bytes_to("client")[len(START):])[0].payload)
+    assert isinstance(close, A.ConnectionClose) and close.reply_code == A.ACCESS_REFUSED
+
+
+def test_channel_max_above_the_brokers_offer_is_refused() -> None:
+    r, out = relay()
+    r.client_data(A.PROTOCOL_HEADER)
+    r.broker_connected()
+    r.broker_data(START)
+    r.client_data(START_OK)
+    r.broker_data(TUNE)  # channel-max 2047
+    r.client_data(A.method_frame(0, A.ConnectionTuneOk(65535, 0, 60)))
+    close = A.decode_method(A.FrameReader().feed(out.calls[-1][1])[0].payload)
+    assert isinstance(close, A.ConnectionClose) and close.reply_code == A.NOT_ALLOWED
+    assert "channel-max 65535 is above the 2047 the broker offered" in close.reply_text

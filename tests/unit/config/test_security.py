@@ -143,3 +143,86 @@ def test_udp_accept_and_connect(tmp_path) -> None:  # type: ignore[no-untyped-de
         <type>proxy</type><accept-options><udp.idle.timeout>5sec</udp.idle.timeout>
         </accept-options></service>""")
     assert cfg.services[0].accept_options["udp.idle.timeout"] == 5.0
+
+
+def realm_xml(users: str, extra: str = "", scheme: str = "Basic") -> str:
+    return (f"<security><realm><name>demo</name><authentication>"
+            f"<http-challenge-scheme>{scheme}</http-challenge-scheme>{extra}<login-modules>"
+            f"<login-module><type>file</type><success>required</success>"
+            f"<options><file>{users}</file></options></login-module>"
+            f"</login-modules></authentication></realm></security>")
+
+
+@pytest.fixture
+def users(tmp_path) -> str:  # type: ignore[no-untyped-def]
+    path = tmp_path / "users"
+    path.write_text("# kgateway password file\n")
+    return str(path)
+
+
+def test_a_realm_and_a_constrained_service_load(tmp_path, users) -> None:  # type: ignore[no-untyped-def]
+    cfg = load(tmp_path, realm_xml(users) + """
+        <service><accept>ws://h:1/e</accept><type>echo</type><realm-name>demo</realm-name>
+          <authorization-constraint><require-role>ops</require-role>
+            <require-role>admins</require-role></authorization-constraint></service>""")
+    realm = cfg.security.realms["demo"]
+    assert realm.settings.challenge_scheme.value == "Basic"
+    assert realm.settings.login_modules[0].settings.path == users  # type: ignore[union-attr]
+    service = cfg.services[0]
+    assert service.realm_name == "demo" and service.required_roles == ("ops", "admins")
+
+
+@pytest.mark.parametrize("body, expected", [
+    ("<service><accept>ws://h:1/e</accept><type>echo</type><realm-name>nope</realm-name>"
+     "</service>", "realm-name 'nope' names no <security><realm> (realms: demo)"),
+    ("<service><accept>ws://h:1/e</accept><type>echo</type><authorization-constraint>"
+     "<require-role>ops</require-role></authorization-constraint></service>",
+     "has an <authorization-constraint> but no <realm-name>"),
+    ("<service><accept>tcp://h:1</accept><type>echo</type><realm-name>demo</realm-name>"
+     "</service>", "cannot authenticate clients of tcp://h:1"),
+    ("<service><accept>ws://h:1/e</accept><type>echo</type><realm-name>demo</realm-name>"
+     "<authorization-constraint><require-group>x</require-group></authorization-constraint>"
+     "</service>", "<require-group> in <authorization-constraint> is not supported"),
+])
+def test_security_settings_that_cannot_be_enforced_are_errors(tmp_path, users, body: str,
+                                                              expected: str) -> None:  # type: ignore[no-untyped-def]
+    found = messages(tmp_path, realm_xml(users) + body)
+    assert any(expected in m for m in found), found
+
+
+def test_protocol_services_may_authenticate_stream_clients(tmp_path, users) -> None:  # type: ignore[no-untyped-def]
+    cfg = load(tmp_path, realm_xml(users) + """
+        <service><accept>tcp://h:5672</accept><connect>tcp://b:5672</connect>
+          <type>amqp.proxy</type><realm-name>demo</realm-name>
+          <properties><broker.login>guest</broker.login><broker.passcode>guest</broker.passcode>
+          </properties></service>""")
+    assert cfg.services[0].settings["broker.login"] == "guest"
+
+
+def test_mapped_broker_credentials_need_a_realm(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    found = messages(tmp_path, """
+        <service><accept>ws://h:1/amqp</accept><connect>tcp://b:5672</connect>
+          <type>amqp.proxy</type><properties><broker.login>guest</broker.login>
+          <broker.passcode>guest</broker.passcode></properties></service>""")
+    assert any("broker.login replaces the credentials" in m for m in found), found
+
+
+@pytest.mark.parametrize("extra, expected", [
+    ("<authorization-mode>challenge</authorization-mode>", "<authorization-mode> is not "
+                                                           "supported"),
+    ("<http-query-parameter>t</http-query-parameter>", "need the Bearer scheme"),
+])
+def test_unsupported_or_inconsistent_realms_are_errors(tmp_path, users, extra: str,
+                                                       expected: str) -> None:  # type: ignore[no-untyped-def]
+    found = messages(tmp_path, realm_xml(users, extra) + "<service><accept>ws://h:1/e</accept>"
+                                                           "<type>echo</type></service>")
+    assert any(expected in m for m in found), found
+
+
+def test_an_unknown_login_module_type_is_an_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    found = messages(tmp_path, "<security><realm><name>k</name><authentication>"
+                               "<login-modules><login-module><type>kerberos5</type>"
+                               "</login-module></login-modules></authentication></realm>"
+                               "</security><service><accept>ws://h:1/e</accept><type>echo</type>"
+                               "</service>")
+    assert any("kerberos5" in m for m in found), found

@@ -18,11 +18,12 @@ from twisted.internet.task import Clock
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
+from kgateway.auth.principal import Principal
 from kgateway.interfaces import ConnectError, IConnector, IGatewayService, ILink, ISession
 from kgateway.protocols.stomp import Frame, FrameParser, encode
 from kgateway.services import load_config
 from kgateway.services.jms import JmsService
-from tests.unit.fakes import FakeLink, build
+from tests.unit.fakes import FakeLink, build, load, memory_gate
 
 
 @implementer(IConnector)
@@ -439,3 +440,48 @@ def test_broker_heartbeats_are_sent_and_a_silent_broker_is_dropped(setup) -> Non
     assert link.closes == []  # expects the broker every max(5000, 10000) ms, x2 slack
     clock.advance(20)  # ...and has heard nothing since CONNECTED
     assert link.closes, "a broker silent for 2x its heart-beat interval is dropped"
+
+
+@pytest.fixture
+def gated(tmp_path):  # type: ignore[no-untyped-def]
+    """A jms service with a realm requiring role ops (alice has it, bob does not)."""
+    cfg = load(tmp_path, "<service><name>jms</name><accept>ws://h:1/jms</accept>"
+                         "<connect>stomp://mq:61613</connect><type>jms</type></service>")
+    broker = Broker()
+    service = build(cfg, reactor=Clock(), connector=broker, gate=memory_gate({"ops"}))
+    assert isinstance(service, JmsService)
+    service.start()
+    peer, link = broker.accept()
+    return service, broker, peer, link
+
+
+@pytest.mark.parametrize("credentials, error", [
+    ("", "authentication required"),
+    ("login:alice\npasscode:wrong\n", "authentication failed"),
+    ("login:bob\npasscode:hunter2\n", "access denied"),
+])
+def test_connect_credentials_are_checked(gated, credentials: str, error: str) -> None:  # type: ignore[no-untyped-def]
+    service = gated[0]
+    _, link = client(service, extra=credentials)
+    [frame] = client_frames(link)
+    assert frame.command == "ERROR" and frame.get("message") == error
+    assert link.closes
+
+
+def test_an_authenticated_client_is_named_on_every_send_and_cannot_claim_another(gated) -> None:  # type: ignore[no-untyped-def]
+    service, broker, _, blink = gated
+    session, link = client(service, extra="login:alice\npasscode:secret\n")
+    assert client_frames(link)[0].command == "CONNECTED"
+    session.received(b"SEND\ndestination:/queue/q\nJMSXUserID:mallory\n\nhi\0", False)
+    [send] = broker.sent(blink, "SEND")
+    assert send.get_all("JMSXUserID") == ["alice"]
+
+
+def test_a_principal_from_the_handshake_needs_no_connect_credentials(gated) -> None:  # type: ignore[no-untyped-def]
+    service = gated[0]
+    link = FakeLink(protocol="v12.stomp")
+    link.principal = Principal("carol", frozenset({"ops"}))
+    session = service.session(link)
+    session.opened()
+    session.received(b"CONNECT\naccept-version:1.2\n\n\0", False)
+    assert client_frames(link)[0].command == "CONNECTED"

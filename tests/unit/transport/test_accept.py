@@ -18,7 +18,8 @@ from kgateway.config import parse_uri
 from kgateway.interfaces import IGatewayService, ILink, ISession
 from kgateway.transport.accept import GatewayWebSocketFactory, StreamServerFactory
 from kgateway.transport.tracker import ConnectionTracker
-from tests.unit.fakes import build, load
+from tests.unit.auth.test_gate import basic
+from tests.unit.fakes import build, load, memory_gate
 
 
 class Client(WebSocketClientProtocol):
@@ -146,3 +147,53 @@ def test_a_stream_client_is_not_read_until_its_session_is_ready() -> None:
     assert session.got == [b"bytes"] and tracker.counts() == {"relay": 1}
     proto.connectionLost(None)  # type: ignore[arg-type]
     assert session.ended == [""] and tracker.total() == 0
+
+
+def gated_factory(tmp_path: Path, gate: Any) -> GatewayWebSocketFactory:
+    cfg = load(tmp_path, "<service><name>echo</name><accept>ws://gw.test:8000/echo</accept>"
+                         "<type>echo</type></service>")
+    return GatewayWebSocketFactory(build(cfg), parse_uri("ws://gw.test:8000/echo"),
+                                   MemoryReactorClock(), ConnectionTracker(), gate)
+
+
+def raw_handshake(server: GatewayWebSocketFactory, headers: str, path: str = "/echo") -> bytes:
+    """What the gateway answers to a hand-written handshake (to read 401s and headers)."""
+    proto = server.buildProtocol(None)
+    transport = StringTransport()
+    proto.makeConnection(transport)
+    transport.registerProducer(proto, True)  # as twisted.web's channel leaves it
+    proto.dataReceived((f"GET {path} HTTP/1.1\r\nHost: gw.test:8000\r\nUpgrade: websocket\r\n"
+                        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                        f"Sec-WebSocket-Version: 13\r\n{headers}\r\n").encode())
+    return transport.value()
+
+
+def test_a_gated_handshake_without_credentials_gets_401_and_the_challenge(tmp_path: Path) -> None:
+    answer = raw_handshake(gated_factory(tmp_path, memory_gate()), "")
+    assert answer.startswith(b"HTTP/1.1 401 ")
+    assert b'WWW-Authenticate: Basic realm="demo"\r\n' in answer
+
+
+def test_wrong_credentials_get_401_and_a_missing_role_403(tmp_path: Path) -> None:
+    wrong = raw_handshake(gated_factory(tmp_path, memory_gate()),
+                          "Authorization: " + basic("alice", "nope") + "\r\n")
+    assert wrong.startswith(b"HTTP/1.1 401 ")
+    forbidden = raw_handshake(gated_factory(tmp_path, memory_gate({"ops"})),
+                              "Authorization: " + basic("bob", "hunter2") + "\r\n")
+    assert forbidden.startswith(b"HTTP/1.1 403 ") and b"WWW-Authenticate" not in forbidden
+
+
+def test_good_credentials_put_the_principal_on_the_link(tmp_path: Path) -> None:
+    server = gated_factory(tmp_path, memory_gate({"ops"}))
+    server_proto, client, _ = connect(server, headers={"Authorization": basic("alice", "secret")})
+    assert client.events[0][0] == "open"
+    assert server_proto.link.principal.name == "alice"
+
+
+def test_a_protocol_that_carries_credentials_may_come_without(tmp_path: Path) -> None:
+    server = gated_factory(tmp_path, memory_gate(optional=True))
+    server_proto, client, _ = connect(server)
+    assert client.events[0][0] == "open" and server_proto.link.principal is None
+    # ...but credentials that are there must be right
+    assert raw_handshake(server, "Authorization: " + basic("alice", "x") + "\r\n") \
+        .startswith(b"HTTP/1.1 401 ")
