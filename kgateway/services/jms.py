@@ -100,8 +100,8 @@ PROPERTIES: dict[str, PropertySpec] = {
     # frames kept per broker connection while it is down
     "outage.buffer.size": PropertySpec(parse_size, 8 * 1024 * 1024),
     # identity promotion: the header naming the authenticated user on every SEND (the
-    # client's own value is always removed; ActiveMQ makes JMSXUserID the JMS user id)
-    "user.header": PropertySpec(str, "JMSXUserID"),
+    # client's own value is always removed; a JMS property name, usable in selectors)
+    "user.header": PropertySpec(str, "kgateway_user"),
 }
 
 _OPENWIRE_SCHEMES = ("tcp", "ssl", "nio", "nio+ssl", "failover", "vm", "auto", "auto+ssl")
@@ -120,7 +120,7 @@ class JmsSettings:
     heartbeat_interval: float = 10.0
     broker_heartbeat_interval: float = 10.0
     outage_buffer_size: int = 8 * 1024 * 1024
-    user_header: str = "JMSXUserID"
+    user_header: str = "kgateway_user"
     login: str | None = None
     passcode: str | None = None
     virtual_host: str | None = None

@@ -472,9 +472,9 @@ def test_an_authenticated_client_is_named_on_every_send_and_cannot_claim_another
     service, broker, _, blink = gated
     session, link = client(service, extra="login:alice\npasscode:secret\n")
     assert client_frames(link)[0].command == "CONNECTED"
-    session.received(b"SEND\ndestination:/queue/q\nJMSXUserID:mallory\n\nhi\0", False)
+    session.received(b"SEND\ndestination:/queue/q\nkgateway_user:mallory\n\nhi\0", False)
     [send] = broker.sent(blink, "SEND")
-    assert send.get_all("JMSXUserID") == ["alice"]
+    assert send.get_all("kgateway_user") == ["alice"]
 
 
 def test_a_principal_from_the_handshake_needs_no_connect_credentials(gated) -> None:  # type: ignore[no-untyped-def]
