@@ -175,3 +175,17 @@ def http_proxy() -> Iterator[HttpProxy]:
     yield proxy
     if not was_running:
         _run(TINYPROXY_SH, "stop", timeout=60)
+
+
+SLAPD_SH = os.path.join(ROOT, "scripts", "slapd.sh")
+
+
+@pytest.fixture(scope="session")
+def slapd() -> Iterator[None]:
+    """Our throwaway slapd on 127.0.0.1:3389 (alice, bob: password secret; groups devs and
+    ops; scripts/slapd.sh); stopped at the end only if this session started it."""
+    was_running = subprocess.run([SLAPD_SH, "status"], timeout=30).returncode == 0
+    subprocess.run([SLAPD_SH, "start"], check=True, timeout=60)
+    yield
+    if not was_running:
+        subprocess.run([SLAPD_SH, "stop"], check=True, timeout=60)

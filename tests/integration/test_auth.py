@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from websocket import WebSocketBadStatusException, create_connection
 
 from tests.helpers import BIN, GatewayProcess, free_port, gateway_xml, service_xml
-from tests.integration.conftest import activemq, rabbitmq  # noqa: F401  (session fixtures)
+from tests.integration.conftest import activemq, rabbitmq, slapd  # noqa: F401  (session fixtures)
 
 pytestmark = pytest.mark.slow
 
@@ -249,3 +249,23 @@ def test_check_refuses_a_realm_it_cannot_enforce(tmp_path: Any) -> None:
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert "cannot authenticate clients of tcp://127.0.0.1:1" in result.stderr
+
+
+def test_an_ldap_realm_at_the_handshake(slapd: None, tmp_path: Any) -> None:  # noqa: F811
+    port = free_port()
+    security = "<security>" + realm(
+        "directory", "<type>ldap</type><options>"
+                     "<userProvider>ldap://127.0.0.1:3389/ou=people,dc=example,dc=com"
+                     "</userProvider><authIdentity>uid={USERNAME},ou=people,dc=example,dc=com"
+                     "</authIdentity><groupBase>ou=groups,dc=example,dc=com</groupBase>"
+                     "</options>") + "</security>"
+    service = service_xml("echo", f"ws://127.0.0.1:{port}/echo", name="echo",
+                          extra="<realm-name>directory</realm-name><authorization-constraint>"
+                                "<require-role>ops</require-role></authorization-constraint>")
+    with GatewayProcess(gateway_xml([service], security), name="ldap"):
+        url = f"ws://127.0.0.1:{port}/echo"
+        assert handshake_status(url, header=[f"Authorization: {basic('alice', 'secret')}"])[0] \
+            == 101
+        assert handshake_status(url, header=[f"Authorization: {basic('bob', 'secret')}"])[0] \
+            == 403  # in devs, not ops
+        assert handshake_status(url, header=[f"Authorization: {basic('alice', 'x')}"])[0] == 401

@@ -12,14 +12,12 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.helpers import ROOT
 
-SLAPD_SH = os.path.join(ROOT, "scripts", "slapd.sh")
 RUNNER = os.path.join(ROOT, "tests", "integration", "ldap_login.py")
 DIR = os.environ.get("KGATEWAY_SLAPD_DIR", "/tmp/kgateway-slapd")
 PEOPLE = "ou=people,dc=example,dc=com"
@@ -27,16 +25,6 @@ GROUPS = "ou=groups,dc=example,dc=com"
 CA = os.path.join(DIR, "tls", "ca.pem")
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="session")
-def slapd() -> Iterator[None]:
-    """Our throwaway slapd; stopped at the end only if this session started it."""
-    was_running = subprocess.run([SLAPD_SH, "status"], timeout=30).returncode == 0
-    subprocess.run([SLAPD_SH, "start"], check=True, timeout=60)
-    yield
-    if not was_running:
-        subprocess.run([SLAPD_SH, "stop"], check=True, timeout=60)
 
 
 def attempts(settings: dict[str, Any], *pairs: tuple[str, str]) -> list[dict[str, Any]]:
