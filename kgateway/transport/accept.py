@@ -8,10 +8,16 @@ Both track the connection (ConnectionTracker) and keep the client's reads paused
 session is ready (its back end connected): ``ISession.negotiate`` may return a Deferred.
 The WebSocket factory applies Kaazing's origin rule (same origin, unless a
 cross-site-constraint allows it) and the trusted Forwarded headers.
+
+Before anything else, each new client passes its service's admission gate
+(``transport.admission``: connection limits per service and per client host, handshake
+rate): a refused WebSocket gets HTTP 503 or 429 (with Retry-After), a refused tcp/ssl
+client is closed. An admitted client counts until its connection ends.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
@@ -25,6 +31,7 @@ from zope.interface import implementer
 
 from kgateway.config import URI, Options
 from kgateway.interfaces import GOING_AWAY, IGatewayService, ISession, ITrackedConnection
+from kgateway.transport.admission import Limits
 from kgateway.transport.forwarded import forwarded_client
 from kgateway.transport.links import (
     StreamLink,
@@ -44,12 +51,20 @@ class StreamServerProtocol(Protocol):
     session: ISession | None = None
     transport: Any
     received = 0
+    refused = False  # by the admission gate: never tracked
 
-    def __init__(self, service: IGatewayService, tracker: ConnectionTracker) -> None:
+    def __init__(self, service: IGatewayService, tracker: ConnectionTracker,
+                 clock: Any = time.monotonic) -> None:
         self.service = service
         self.tracker = tracker
+        self.gate = tracker.gate(service.config.name,
+                                 Limits.from_options(service.config.accept_options), clock)
 
     def connectionMade(self) -> None:
+        if self.gate.admit(self, format_address(self.transport.getPeer())) is not None:
+            self.refused = True  # logged and counted by the gate
+            self.transport.abortConnection()
+            return
         self.link = link = StreamLink(self)
         self.tracker.add(self.service.config.name, self)
         self.session = self.service.session(link)
@@ -82,6 +97,8 @@ class StreamServerProtocol(Protocol):
         self.transport.abortConnection()
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        if self.refused:
+            return
         session, self.session = self.session, None
         why = reason.getErrorMessage() if reason else ""
         self.tracker.ended(self.service.config.name, self, self.link.remote, self.received,
@@ -93,12 +110,14 @@ class StreamServerProtocol(Protocol):
 class StreamServerFactory(Factory):
     noisy = False
 
-    def __init__(self, service: IGatewayService, tracker: ConnectionTracker) -> None:
+    def __init__(self, service: IGatewayService, tracker: ConnectionTracker,
+                 clock: Any = time.monotonic) -> None:
         self.service = service
         self.tracker = tracker
+        self.clock = clock
 
     def buildProtocol(self, addr: IAddress | None) -> StreamServerProtocol:
-        return StreamServerProtocol(self.service, self.tracker)
+        return StreamServerProtocol(self.service, self.tracker, self.clock)
 
 
 @implementer(ITrackedConnection)
@@ -110,6 +129,7 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
     link: WebSocketLink | None = None
 
     def onConnect(self, request: ConnectionRequest) -> Any:
+        self.admit(request)  # limits and rate first (transport.admission): 503 or 429
         factory = self.factory
         reason = factory.origin_refusal(request)
         if reason:
@@ -158,6 +178,28 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
     def abort(self) -> None:
         self.dropConnection(abort=True)
 
+    # -- admission (transport.admission) --------------------------------------------------
+
+    refusal_headers: list[tuple[str, str]] | None = None
+
+    def admit(self, request: ConnectionRequest) -> None:
+        """Pass the service's gate, or raise ConnectionDeny (503, or 429 with Retry-After).
+        An admitted client is held until its connection ends, whatever ends it."""
+        factory = self.factory
+        options = factory.service.config.accept_options
+        transport: Any = self.transport
+        remote = forwarded_client(format_address(transport.getPeer()), request.headers,
+                                  options["http.forwarded.trusted"],
+                                  options["http.forwarded.hops"])
+        refusal = factory.gate.admit(self, remote)
+        if refusal is not None:
+            self.refusal_headers = refusal.headers
+            raise ConnectionDeny(refusal.status, refusal.message)
+        self.is_closed.addCallback(lambda _: factory.gate.release(self))
+
+    def failHandshake(self, reason: str, code: int = 400, responseHeaders: Any = None) -> None:
+        super().failHandshake(reason, code, responseHeaders or self.refusal_headers)
+
 
 class GatewayWebSocketFactory(WebSocketServerFactory):
     protocol = GatewayWebSocketProtocol  # type: ignore[assignment]
@@ -168,6 +210,8 @@ class GatewayWebSocketFactory(WebSocketServerFactory):
         self.service = service
         self.tracker = tracker
         options: Options = service.config.accept_options
+        self.gate = tracker.gate(service.config.name, Limits.from_options(options),
+                                 reactor.seconds)
         configure_websocket(self, options)
         self.allowed_origins = frozenset(
             c.allow_origin.rstrip("/") for c in service.config.cross_site_constraints
