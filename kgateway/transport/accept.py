@@ -211,7 +211,7 @@ class GatewayWebSocketFactory(WebSocketServerFactory):
         self.tracker = tracker
         options: Options = service.config.accept_options
         self.gate = tracker.gate(service.config.name, Limits.from_options(options),
-                                 reactor.seconds)
+                                 self.reactor.seconds)
         configure_websocket(self, options)
         self.allowed_origins = frozenset(
             c.allow_origin.rstrip("/") for c in service.config.cross_site_constraints
