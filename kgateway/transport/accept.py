@@ -198,7 +198,15 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
         self.is_closed.addCallback(lambda _: factory.gate.release(self))
 
     def failHandshake(self, reason: str, code: int = 400, responseHeaders: Any = None) -> None:
-        super().failHandshake(reason, code, responseHeaders or self.refusal_headers)
+        if self.refusal_headers is None:
+            super().failHandshake(reason, code, responseHeaders)
+            return
+        # An admission refusal, already logged (rate-limited) by the gate: Autobahn's own
+        # failHandshake would log two more lines for each, which a flood must not get.
+        self.sendHttpErrorResponse(code, reason, self.refusal_headers)
+        self.droppedByMe = True
+        transport: Any = self.transport
+        transport.loseConnection()
 
 
 class GatewayWebSocketFactory(WebSocketServerFactory):

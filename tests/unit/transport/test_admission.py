@@ -245,8 +245,15 @@ def test_websockets_over_the_service_limit_get_503(tmp_path: Path) -> None:
 def test_websocket_handshakes_over_the_rate_get_429_with_retry_after(tmp_path: Path) -> None:
     site, reactor, tracker = ws_site(tmp_path, "<handshake.rate>0.5</handshake.rate>"
                                                "<handshake.burst>2</handshake.burst>")
-    answers = [Socket(site, "192.0.2.1", 40000 + i).send(UPGRADE) for i in range(3)]
+    with capturedLogs() as events:
+        answers = [Socket(site, "192.0.2.1", 40000 + i).send(UPGRADE) for i in range(3)]
     assert [a.split(" ")[1] for a in answers] == ["101", "101", "429"]
+    # One line per refusal, the gate's (Autobahn's own two per failed handshake would let a
+    # flood past the gate's rate limit on logging).
+    logged = [e["log_format"].format(**e) for e in events
+              if e["log_level"].name in ("info", "warn", "error")]
+    assert logged == ["refusing 192.0.2.1:40002 for echo: handshake rate: 192.0.2.1 opens "
+                      "connections to service 'echo' faster than 0.5/s"]
     assert "\r\nRetry-After: 2\r\n" in answers[2]
     reactor.advance(2)
     assert Socket(site, "192.0.2.1", 41000).send(UPGRADE).startswith("HTTP/1.1 101")
