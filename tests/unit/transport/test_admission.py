@@ -21,6 +21,8 @@ from twisted.logger import capturedLogs
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from twisted.test import iosim
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
 
 from kgateway.certs import make_certificate
 from kgateway.config import parse_uri
@@ -313,6 +315,36 @@ def test_an_open_websocket_outlives_both_the_deadline_and_the_idle_timeout(tmp_p
     client.sendMessage(b"still here")
     pump.flush()
     assert got == [b"still here"] and tracker.refused == {}
+
+
+class Slow(Resource):
+    """A response that takes as long as the test likes (a big file to a slow reader)."""
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: list[Any] = []
+
+    def render_GET(self, request: Any) -> int:
+        request.write(b"first part ")
+        self.requests.append(request)
+        return NOT_DONE_YET
+
+
+def test_a_long_response_is_not_cut_by_the_deadline(tmp_path: Path) -> None:
+    site, reactor, tracker = ws_site(tmp_path, "<http.handshake.timeout>3sec"
+                                               "</http.handshake.timeout>")
+    slow = Slow()
+    site.resource.add_folder("/big", slow)
+    sock = Socket(site)
+    sock.send(b"GET /big/file HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+    reactor.advance(120)  # the deadline and twisted.web's idle timeout, twice over
+    assert not sock.transport.disconnecting
+    slow.requests[0].write(b"last part")
+    slow.requests[0].finish()
+    assert sock.transport.value().endswith(b"last part\r\n0\r\n\r\n")
+    assert tracker.refused == {}
 
 
 def test_a_keep_alive_connection_gets_a_new_deadline_after_each_response(tmp_path: Path) -> None:
