@@ -3,8 +3,10 @@
     Listeners.add_accept(service, uri) / add_backplane(...) while the gateway is built
     Listeners.bind()       every address of every listener, or ListenError at once
         endpoint stack:    TCP (SO_REUSEPORT with --workers) -> PROXY protocol -> TLS ->
-                           Site(Router) for http/ws, StreamServerFactory for tcp/ssl,
+                           GatewaySite(Router) for http/ws, StreamServerFactory for tcp/ssl,
                            or a UDPServerProtocol for udp
+        handshake bounds:  PROXY header 10 s, ssl.handshake.timeout on TLS, and
+                           http.handshake.timeout for the whole HTTP request (one per port)
     Listeners.close()      stop listening (a drain's step 2, and stop)
 
 WebSocket and HTTP services on one host and port share a socket and a Router (``web.py``);
@@ -25,14 +27,14 @@ from twisted.internet import defer, endpoints
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web import server
 
 from kgateway.auth.gate import Gate
-from kgateway.config import URI, Security, ServiceConfig, bind_address
+from kgateway.config import ACCEPT_OPTIONS, URI, Security, ServiceConfig, bind_address
 from kgateway.interfaces import IGatewayService, IHTTPService
 from kgateway.shield.dmz import Backplane, BackplaneFactory
 from kgateway.transport import tls
 from kgateway.transport.accept import GatewayWebSocketFactory, StreamServerFactory
+from kgateway.transport.handshake import GatewaySite
 from kgateway.transport.proxyproto import ProxyProtocolEndpoint
 from kgateway.transport.tracker import ConnectionTracker
 from kgateway.transport.udp import UDPServerProtocol
@@ -58,6 +60,9 @@ class Listener:
     tls_settings: tuple[str, tuple[str, ...], str | None] = ("none", (), None)
     #: accept-option proxy.protocol, which every service on this port agrees on
     proxy_protocol: str = "none"
+    #: accept-options http.handshake.timeout and ssl.handshake.timeout, one per port
+    http_handshake_timeout: float = ACCEPT_OPTIONS["http.handshake.timeout"][1]
+    tls_handshake_timeout: float = ACCEPT_OPTIONS["ssl.handshake.timeout"][1]
     router: Router | None = None
     stream_service: IGatewayService | None = None
     names: list[str] = field(default_factory=list)
@@ -99,6 +104,8 @@ class Listeners:
             (options["ssl.verify-client"], options["ssl.protocols"], options["ssl.ciphers"]),
             options["proxy.protocol"])
         listener.names.append(config.name)
+        listener.http_handshake_timeout = options["http.handshake.timeout"]
+        listener.tls_handshake_timeout = options["ssl.handshake.timeout"]
         if not uri.is_http:
             listener.stream_service = svc
             return
@@ -163,12 +170,11 @@ class Listeners:
 
     def _factory(self, listener: Listener) -> Any:
         if listener.router is not None:
-            site = server.Site(listener.router)
-            site.displayTracebacks = False
-            site.noisy = False
-            return site
+            return GatewaySite(listener.router, self.reactor, listener.http_handshake_timeout,
+                               self.tracker, self.tracker.refusal_log(self.reactor.seconds),
+                               ", ".join(listener.names))
         assert listener.stream_service is not None
-        return StreamServerFactory(listener.stream_service, self.tracker)
+        return StreamServerFactory(listener.stream_service, self.tracker, self.reactor.seconds)
 
     def _tls_options(self, listener: Listener) -> Any:
         """The TLS context of a listener's port: one for all its addresses."""
@@ -198,7 +204,10 @@ class Listeners:
         endpoint = ProxyProtocolEndpoint(endpoint, listener.proxy_protocol, self.reactor,
                                          listener.describe())
         if tls_options is not None:
-            endpoint = tls.TLSServerEndpoint(endpoint, tls_options, ", ".join(listener.names))
+            endpoint = tls.TLSServerEndpoint(
+                endpoint, tls_options, ", ".join(listener.names), reactor=self.reactor,
+                handshake_timeout=listener.tls_handshake_timeout, counts=self.tracker,
+                refusal_log=self.tracker.refusal_log(self.reactor.seconds))
         return endpoint
 
 

@@ -1,8 +1,9 @@
 """Rules across services, checked once every service has been read.
 
 * one URI per accept, one service per path; HTTP and raw TCP never share a port;
-* services sharing a TLS port agree on its settings, and on ``proxy.protocol``
-  (the PROXY header comes before the request, so one port has one setting);
+* services sharing a TLS port agree on its settings, and on ``proxy.protocol`` and
+  ``http.handshake.timeout`` (the PROXY header, the TLS handshake and the request all
+  come before the request's path picks a service, so one port has one setting);
 * mutual TLS needs a truststore; Enterprise Shield needs mutual TLS.
 """
 
@@ -47,6 +48,7 @@ def check_accepts(services: list[ServiceConfig], uri_line: Callable[[URI, int], 
     port_family: dict[tuple[str, int], tuple[str, str]] = {}
     tls_settings: dict[tuple[str, int], tuple[Any, str]] = {}
     proxy_modes: dict[tuple[str, int], tuple[str, str]] = {}
+    handshake_timeouts: dict[tuple[str, int], tuple[float, str]] = {}
     for service in services:
         backplanes = [u for u in service.connects if u.is_reverse]
         for uri in (*(u for u in service.accepts if not u.is_reverse), *backplanes):
@@ -56,12 +58,13 @@ def check_accepts(services: list[ServiceConfig], uri_line: Callable[[URI, int], 
                 # One TLS context per port: services sharing it must agree on its settings.
                 settings = ("required",) if uri.is_reverse else tuple(
                     service.accept_options[k]
-                    for k in ("ssl.verify-client", "ssl.protocols", "ssl.ciphers"))
+                    for k in ("ssl.verify-client", "ssl.protocols", "ssl.ciphers",
+                              "ssl.handshake.timeout"))
                 earlier = tls_settings.setdefault((host, port), (settings, service.name))
                 if earlier[0] != settings:
                     problem(line, f"{uri} shares port {port} with service {earlier[1]!r} but "
                                   "not its TLS settings (ssl.verify-client, ssl.protocols, "
-                                  "ssl.ciphers; an Enterprise Shield backplane needs a port of "
+                                  "ssl.ciphers, ssl.handshake.timeout; an Enterprise Shield backplane needs a port of "
                                   "its own)")
                     continue
             if not uri.is_reverse:
@@ -71,6 +74,15 @@ def check_accepts(services: list[ServiceConfig], uri_line: Callable[[URI, int], 
                     problem(line, f"{uri} shares port {port} with service {first[1]!r} but not "
                                   "its accept-option proxy.protocol: the PROXY header comes "
                                   "before the request, so one port has one setting")
+                    continue
+            if uri.is_http:
+                timeout = service.accept_options["http.handshake.timeout"]
+                first_t = handshake_timeouts.setdefault((host, port), (timeout, service.name))
+                if first_t[0] != timeout:
+                    problem(line, f"{uri} shares port {port} with service {first_t[1]!r} but "
+                                  "not its accept-option http.handshake.timeout: the request "
+                                  "is read before its path picks a service, so one port has "
+                                  "one setting")
                     continue
             family = "http" if uri.is_http or uri.is_reverse else uri.scheme
             key = (uri.scheme.rstrip("s") if uri.is_http else uri.scheme, uri.host, uri.port,

@@ -14,6 +14,12 @@ environment variable ``KGATEWAY_<NAME>`` (the name upper-cased, with ``.`` and `
 into ``_``: ``gateway.hostname`` -> ``KGATEWAY_GATEWAY_HOSTNAME``), then the file's
 ``<properties>``. ``$${x}`` stands for a literal ``${x}``.
 
+Expansion is bounded: a property's value or an element's text may not grow past
+:data:`MAX_EXPANDED_VALUE` once substituted, nor all substituted text of one file past
+:data:`MAX_EXPANDED_TOTAL`. The bound is checked piece by piece while a value is built, so a
+"billion laughs" of doubling properties is refused after a few kilobytes, not after the
+memory is spent (cycles are caught separately).
+
 The service types are passed in (crossbar's "personality"): each contributes its accept and
 connect schemes, how many connects it takes, and a ``check`` turning its ``<properties>``
 into settings. See :class:`ServiceTypeChecks`.
@@ -82,6 +88,11 @@ _SINGLE_SERVICE_CHILDREN = {
 }  # fmt: skip
 _PLACEHOLDER = re.compile(r"\$(\$?)\{([^}]*)\}")
 
+#: the longest a property's value, or an element's text, may be once ${...} are substituted
+MAX_EXPANDED_VALUE = 64 * 1024
+#: the most substituted text one configuration may produce, all values and texts together
+MAX_EXPANDED_TOTAL = 1024 * 1024
+
 
 def env_name(prop: str) -> str:
     """The environment variable that overrides property *prop*."""
@@ -104,6 +115,9 @@ class _Loader:
         self.problems: list[Problem] = []
         self.properties: dict[str, str] = {}
         self.security = Security()
+        #: characters produced by substitution so far (bounded by MAX_EXPANDED_TOTAL)
+        self._expanded = 0
+        self._over_total = False
         # URIs are frozen values without a line of their own: remember where each came from
         self._uri_lines: dict[int, int] = {}
 
@@ -160,28 +174,62 @@ class _Loader:
                 return self._property(ref, file_props, resolved, chain + [name])
             return None
 
-        value = self._substitute(text, line, lookup)
+        value = self._substitute(text, line, lookup, f"property {name!r}")
         resolved[name] = value
         return value
 
-    def _substitute(self, text: str, line: int, lookup: Callable[[str], str | None]) -> str:
-        def replace(m: re.Match[str]) -> str:
+    def _substitute(self, text: str, line: int, lookup: Callable[[str], str | None],
+                    what: str) -> str:
+        """*text* with every ``${name}`` replaced, or "" (and a problem) if it grows too large.
+
+        Built piece by piece so that the bound stops the growth before memory is spent.
+        """
+        if "$" not in text:
+            return text
+        parts: list[str] = []
+        size = pos = 0
+        for m in _PLACEHOLDER.finditer(text):
+            found = None if m.group(1) else lookup(m.group(2))
             if m.group(1):
-                return "${" + m.group(2) + "}"
-            value = lookup(m.group(2))
-            if value is None:
+                value = "${" + m.group(2) + "}"
+            elif found is None:
                 self.problem(line, f"unresolved property ${{{m.group(2)}}}: define it in "
                                    f"<properties>, with -D {m.group(2)}=..., or in the "
                                    f"environment as {env_name(m.group(2))}")
-                return m.group(0)
-            return value
-
-        return _PLACEHOLDER.sub(replace, text)
+                value = m.group(0)
+            else:
+                value = found
+            parts += (text[pos:m.start()], value)
+            size += m.start() - pos + len(value)
+            pos = m.end()
+            if size > MAX_EXPANDED_VALUE:
+                self.problem(line, f"{what} expands to more than {MAX_EXPANDED_VALUE // 1024} "
+                                   "KiB (at ${" + m.group(2) + "}): substituted values are "
+                                   "bounded")
+                return ""
+        if pos == 0:
+            return text
+        parts.append(text[pos:])
+        size += len(text) - pos
+        if size > MAX_EXPANDED_VALUE:
+            self.problem(line, f"{what} expands to more than {MAX_EXPANDED_VALUE // 1024} KiB: "
+                               "substituted values are bounded")
+            return ""
+        self._expanded += size
+        if self._expanded > MAX_EXPANDED_TOTAL:
+            if not self._over_total:
+                self._over_total = True
+                self.problem(line, f"{what}: property substitution produces more than "
+                                   f"{MAX_EXPANDED_TOTAL // (1024 * 1024)} MiB of text in all: "
+                                   "substituted values are bounded")
+            return ""
+        return "".join(parts)
 
     def substitute_tree(self, element: Element) -> None:
         if element.tag == "properties" and element.find("property") is not None:
             return
-        element.text = self._substitute(element.text, element.line, self._lookup_property)
+        element.text = self._substitute(element.text, element.line, self._lookup_property,
+                                        f"the text of <{element.tag}>")
         for child in element.children:
             self.substitute_tree(child)
 

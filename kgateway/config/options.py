@@ -83,6 +83,20 @@ def parse_networks(text: str) -> tuple[Network, ...]:
     return tuple(networks)
 
 
+def parse_rate(text: str) -> float:
+    """``10``, ``0.5``, ``10/sec``, ``600/min`` -> events per second (0 turns a limit off)."""
+    number, _, unit = text.strip().partition("/")
+    per = {"": 1.0, "s": 1.0, "sec": 1.0, "second": 1.0, "min": 60.0, "minute": 60.0}.get(
+        unit.strip().lower())
+    try:
+        value = float(number)
+    except ValueError:
+        value = -1.0
+    if per is None or value < 0 or value != value or value == float("inf"):
+        raise ValueError(f"expected a rate such as 10, 10/sec or 600/min, not {text!r}")
+    return value / per
+
+
 OptionParser = Callable[[str], Any]
 
 
@@ -107,6 +121,13 @@ ACCEPT_OPTIONS: dict[str, tuple[OptionParser, Any]] = {
     "reverse.retry.initial.interval": (parse_duration, 0.5),
     "reverse.retry.maximum.interval": (parse_duration, 30.0),
     "reverse.keepalive.interval": (parse_duration, 30.0),
+    # admission (transport.admission, transport.handshake): bounds on what clients may hold
+    "http.handshake.timeout": (parse_duration, 10.0),
+    "ssl.handshake.timeout": (parse_duration, 10.0),
+    "connection.limit": (parse_count, 10_000),
+    "connection.limit.per.address": (parse_count, 0),
+    "handshake.rate": (parse_rate, 0.0),
+    "handshake.burst": (parse_count, 0),
 }
 
 #: connect-options: name -> (parser, default).

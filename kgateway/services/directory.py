@@ -4,6 +4,13 @@ Nothing outside the folder is ever served: ``..`` and encoded traversal are refu
 Twisted's FilePath, and every file is checked again after resolving symlinks, so a link
 pointing outside is a 404 like a missing file. Folders without a welcome file are not
 listed (404).
+
+A request path segment is a name the file system may refuse outright: a NUL byte
+(``%00``: ``os.stat`` raises ValueError, which twisted.web turned into a 500 with a logged
+traceback), an encoded separator (``%2f``, ``%5c``), bytes that are not UTF-8 (Twisted logs a
+traceback for those) or a name longer than any file system allows. Each is a 404, checked
+before Twisted's ``static.File`` sees the segment, and anything the file system still raises
+about a name is a 404 too.
 """
 
 from __future__ import annotations
@@ -42,7 +49,12 @@ class Folder(static.File):
         self.contentTypes = {**static.File.contentTypes, **EXTRA_TYPES}
 
     def getChild(self, path: bytes, request: IRequest) -> resource.IResource:
-        child = super().getChild(path, request)
+        if not _usable_name(path):
+            return self.childNotFound
+        try:
+            child = super().getChild(path, request)
+        except (OSError, ValueError):
+            return self.childNotFound
         target = getattr(child, "path", None)
         if target is not None:
             real = os.path.realpath(target)
@@ -63,6 +75,21 @@ class Folder(static.File):
         if real != self.root and not real.startswith(self.root + os.sep):
             return self.childNotFound.render(request)
         return super().render(request)
+
+
+#: the longest file name Linux (and most file systems) allow, in bytes
+MAX_NAME = 255
+
+
+def _usable_name(segment: bytes) -> bool:
+    """Whether a decoded URL path segment can name a file in a folder at all."""
+    if len(segment) > MAX_NAME or b"\x00" in segment or b"/" in segment or b"\\" in segment:
+        return False
+    try:
+        segment.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 @implementer(IHTTPService)

@@ -11,10 +11,16 @@ cross-site-constraint allows it), the trusted Forwarded headers, and, for a serv
 ``<realm-name>``, authentication and authorization at the handshake (``kgateway.auth.gate``:
 401 with the realm's challenge, 403 for a missing role); the session finds the client's
 Principal on its link (``ILink.principal``).
+
+Before anything else, each new client passes its service's admission gate
+(``transport.admission``: connection limits per service and per client host, handshake
+rate): a refused WebSocket gets HTTP 503 or 429 (with Retry-After), a refused tcp/ssl
+client is closed. An admitted client counts until its connection ends.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
@@ -32,6 +38,7 @@ from kgateway.auth.gate import Gate
 from kgateway.auth.principal import Principal
 from kgateway.config import URI, Options
 from kgateway.interfaces import GOING_AWAY, IGatewayService, ISession, ITrackedConnection
+from kgateway.transport.admission import Limits
 from kgateway.transport.forwarded import forwarded_client
 from kgateway.transport.links import (
     StreamLink,
@@ -54,12 +61,20 @@ class StreamServerProtocol(Protocol):
     session: ISession | None = None
     transport: Any
     received = 0
+    refused = False  # by the admission gate: never tracked
 
-    def __init__(self, service: IGatewayService, tracker: ConnectionTracker) -> None:
+    def __init__(self, service: IGatewayService, tracker: ConnectionTracker,
+                 clock: Any = time.monotonic) -> None:
         self.service = service
         self.tracker = tracker
+        self.admission = tracker.gate(service.config.name,
+                                      Limits.from_options(service.config.accept_options), clock)
 
     def connectionMade(self) -> None:
+        if self.admission.admit(self, format_address(self.transport.getPeer())) is not None:
+            self.refused = True  # logged and counted by the gate
+            self.transport.abortConnection()
+            return
         self.link = link = StreamLink(self)
         self.tracker.add(self.service.config.name, self)
         self.session = self.service.session(link)
@@ -92,6 +107,8 @@ class StreamServerProtocol(Protocol):
         self.transport.abortConnection()
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        if self.refused:
+            return
         session, self.session = self.session, None
         why = reason.getErrorMessage() if reason else ""
         self.tracker.ended(self.service.config.name, self, self.link.remote, self.received,
@@ -103,12 +120,14 @@ class StreamServerProtocol(Protocol):
 class StreamServerFactory(Factory):
     noisy = False
 
-    def __init__(self, service: IGatewayService, tracker: ConnectionTracker) -> None:
+    def __init__(self, service: IGatewayService, tracker: ConnectionTracker,
+                 clock: Any = time.monotonic) -> None:
         self.service = service
         self.tracker = tracker
+        self.clock = clock
 
     def buildProtocol(self, addr: IAddress | None) -> StreamServerProtocol:
-        return StreamServerProtocol(self.service, self.tracker)
+        return StreamServerProtocol(self.service, self.tracker, self.clock)
 
 
 @implementer(ITrackedConnection)
@@ -121,14 +140,15 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
 
     def onConnect(self, request: ConnectionRequest) -> Any:
         factory = self.factory
-        reason = factory.origin_refusal(request)
-        if reason:
-            raise ConnectionDeny(ConnectionDeny.FORBIDDEN, reason)
         options = factory.service.config.accept_options
         transport: Any = self.transport
         remote = forwarded_client(format_address(transport.getPeer()), request.headers,
                                   options["http.forwarded.trusted"],
                                   options["http.forwarded.hops"])
+        self.admit(remote)  # limits and rate first (transport.admission): 503 or 429
+        reason = factory.origin_refusal(request)
+        if reason:
+            raise ConnectionDeny(ConnectionDeny.FORBIDDEN, reason)
         if factory.gate is None:
             return self._admit(None, remote, request)
         d = self._authenticate(factory.gate, remote, request)
@@ -144,7 +164,7 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
             log.info("{service}: refusing {peer}: {reason}", service=service, peer=remote,
                      reason=why)
             if code == UNAUTHORIZED:
-                self._deny_headers = [("WWW-Authenticate", gate.challenge())]
+                self.refusal_headers = [("WWW-Authenticate", gate.challenge())]
             return ConnectionDeny(code, why)
 
         try:
@@ -182,14 +202,6 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
 
         return d.addCallback(chosen)
 
-    _deny_headers: list[tuple[str, str]] | None = None
-
-    def failHandshake(self, reason: str, code: int = 400,
-                      responseHeaders: Any = None) -> None:
-        # Autobahn turns a ConnectionDeny into failHandshake(reason, code): a 401 must also
-        # carry the realm's WWW-Authenticate challenge.
-        super().failHandshake(reason, code, responseHeaders or self._deny_headers)
-
     def onOpen(self) -> None:
         if self.session is not None:
             self.session.opened()
@@ -218,6 +230,38 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
     def abort(self) -> None:
         self.dropConnection(abort=True)
 
+    # -- admission (transport.admission) --------------------------------------------------
+
+    #: headers of a refusal: WWW-Authenticate (a 401), Retry-After (a 429)
+    refusal_headers: list[tuple[str, str]] | None = None
+    #: the refusal was logged already (admission logs its own, rate-limited)
+    refusal_logged = False
+
+    def admit(self, remote: str) -> None:
+        """Pass the service's admission gate, or raise ConnectionDeny (503, or 429 with
+        Retry-After). An admitted client is held until its connection ends, whatever ends it."""
+        admission = self.factory.admission
+        refusal = admission.admit(self, remote)
+        if refusal is not None:
+            self.refusal_headers = refusal.headers
+            self.refusal_logged = True
+            raise ConnectionDeny(refusal.status, refusal.message)
+        self.is_closed.addCallback(lambda _: admission.release(self))
+
+    def failHandshake(self, reason: str, code: int = 400, responseHeaders: Any = None) -> None:
+        # Autobahn turns a ConnectionDeny into failHandshake(reason, code): a refusal's own
+        # headers (the realm's challenge, Retry-After) go with it.
+        headers = responseHeaders or self.refusal_headers
+        if not self.refusal_logged:
+            super().failHandshake(reason, code, headers)
+            return
+        # An admission refusal, already logged (rate-limited) by the gate: Autobahn's own
+        # failHandshake would log two more lines for each, which a flood must not get.
+        self.sendHttpErrorResponse(code, reason, headers)
+        self.droppedByMe = True
+        transport: Any = self.transport
+        transport.loseConnection()
+
 
 class GatewayWebSocketFactory(WebSocketServerFactory):
     protocol = GatewayWebSocketProtocol  # type: ignore[assignment]
@@ -230,6 +274,9 @@ class GatewayWebSocketFactory(WebSocketServerFactory):
         #: authentication at the handshake (the service's realm), if it has one
         self.gate = gate
         options: Options = service.config.accept_options
+        #: connection limits and handshake rate (transport.admission)
+        self.admission = tracker.gate(service.config.name, Limits.from_options(options),
+                                      self.reactor.seconds)
         configure_websocket(self, options)
         self.allowed_origins = frozenset(
             c.allow_origin.rstrip("/") for c in service.config.cross_site_constraints

@@ -133,6 +133,8 @@ def configure_websocket(factory: WebSocketServerFactory | WebSocketClientFactory
         failByDrop=False,
         autoPingInterval=inactivity / 2 if inactivity else 0,
         autoPingTimeout=inactivity / 2 if inactivity else 0,
-        openHandshakeTimeout=10,
+        # Accepts: http.handshake.timeout also bounds reading the request (transport.handshake);
+        # from the request to the open WebSocket it is Autobahn's. Connects: 10 s.
+        openHandshakeTimeout=options.get("http.handshake.timeout", 10.0),
         closeHandshakeTimeout=5,
     )

@@ -36,6 +36,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from kgateway.config import Options, Security
+from kgateway.transport.admission import TLS_HANDSHAKE_TIMEOUT, refused
 from kgateway.transport.links import format_address
 
 log = Logger()
@@ -288,27 +289,79 @@ def _openssl_reason(error: BaseException) -> str:
     return ", ".join(reasons) or str(error) or type(error).__name__
 
 
-# -- a TLS server endpoint that says why clients were refused ---------------------------------
+# -- a TLS server endpoint that says why clients were refused --------------------------------
 
 
 class TLSServerEndpoint:
     """Wraps a server endpoint in TLS (Twisted has wrapClientTLS but no server twin) and logs,
-    for each refused client, which check failed and which services it was refused by."""
+    for each refused client, which check failed and which services it was refused by.
 
-    def __init__(self, endpoint: Any, options: Any, services: str = "") -> None:
+    With a *handshake_timeout* (accept-option ``ssl.handshake.timeout``), a client whose TLS
+    handshake has not finished by then is dropped: Twisted's TLSMemoryBIOProtocol has no
+    such bound, and a client that sends half a ClientHello would otherwise hold its socket
+    (and, on ``ssl://`` accepts, its session) for as long as TCP lets it. Such drops are
+    counted and logged like admission refusals (*counts*, *refusal_log*).
+    """
+
+    def __init__(self, endpoint: Any, options: Any, services: str = "", *,
+                 reactor: Any = None, handshake_timeout: float = 0.0,
+                 counts: Any = None, refusal_log: Any = None) -> None:
         self.endpoint = endpoint
         self.options = options
         self.services = services
+        self.reactor = reactor
+        self.handshake_timeout = handshake_timeout if reactor is not None else 0.0
+        self.counts = counts
+        self.refusal_log = refusal_log
 
     def listen(self, factory: Any) -> Deferred[IListeningPort]:
         tls_factory = _LoggingTLSFactory(self.options, False, factory)
         tls_factory.services = self.services
+        tls_factory.endpoint = self
         result: Deferred[IListeningPort] = self.endpoint.listen(tls_factory)
         return result
 
 
 class _LoggingTLSProtocol(TLSMemoryBIOProtocol):
     factory: _LoggingTLSFactory
+    _deadline: Any = None
+
+    def makeConnection(self, transport: Any) -> None:
+        endpoint = self.factory.endpoint
+        if endpoint is not None and endpoint.handshake_timeout:
+            self._deadline = endpoint.reactor.callLater(endpoint.handshake_timeout,
+                                                        self._handshake_expired)
+        super().makeConnection(transport)
+
+    def _checkHandshakeStatus(self) -> None:
+        super()._checkHandshakeStatus()
+        if self._handshakeDone:
+            self._cancel_deadline()
+
+    def _cancel_deadline(self) -> None:
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
+
+    def _handshake_expired(self) -> None:
+        self._deadline = None
+        endpoint = self.factory.endpoint
+        if self._handshakeDone or endpoint is None:
+            return
+        transport: Any = self.transport
+        peer = format_address(transport.getPeer())
+        message = f"TLS handshake not finished within {endpoint.handshake_timeout:g}s"
+        if endpoint.counts is not None and endpoint.refusal_log is not None:
+            refused(endpoint.counts, endpoint.refusal_log, self.factory.services, peer,
+                    TLS_HANDSHAKE_TIMEOUT, message)
+        else:
+            log.info("TLS client {peer} refused by {services}: {reason}", peer=peer,
+                     services=self.factory.services, reason=message)
+        self.abortConnection()
+
+    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+        self._cancel_deadline()
+        super().connectionLost(reason)
 
     def _tlsShutdownFinished(self, reason: Failure | None) -> None:
         if reason is not None and isinstance(reason.value, SSL.Error) \
@@ -325,3 +378,4 @@ class _LoggingTLSProtocol(TLSMemoryBIOProtocol):
 class _LoggingTLSFactory(TLSMemoryBIOFactory):
     protocol = _LoggingTLSProtocol
     services = ""
+    endpoint: TLSServerEndpoint | None = None

@@ -4,6 +4,10 @@ Whatever accepts clients (the accept adapters, udp:// accepts, Enterprise Shield
 connections) adds each connection when it connects and ends it through :meth:`ended`, which
 also writes the access log. Health and metrics count them; a drain ends the rest
 (``ITrackedConnection``: ``going_away()`` then ``abort()``).
+
+Admission (``transport.admission``) counts here too: each service's gate, the connections
+it admitted per service and per client host (held from admission until they end, including
+those refused later, by origin or authentication), and the refusals per service and reason.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from kgateway.interfaces import IGoingAway, ITrackedConnection
+from kgateway.transport.admission import Clock, Limits, RefusalLog, ServiceGate
 
 log = Logger()
 
@@ -31,6 +36,61 @@ class ConnectionTracker:
         self.accepted: dict[str, int] = {}
         self.received: dict[str, int] = {}
         self.sent: dict[str, int] = {}
+        #: admission: per service, the connections admitted and not yet ended, in all and
+        #: per client host; refusals per service and reason (for metrics)
+        self.held_total: dict[str, int] = {}
+        self.held_hosts: dict[str, dict[str, int]] = {}
+        self._holds: dict[object, tuple[str, str]] = {}
+        self.refused: dict[str, dict[str, int]] = {}
+        self.gates: dict[str, ServiceGate] = {}
+        self._refusal_log: RefusalLog | None = None
+
+    # admission
+
+    def gate(self, service: str, limits: Limits, clock: Clock) -> ServiceGate:
+        """The admission gate of *service*, shared by all its accepts."""
+        gate = self.gates.get(service)
+        if gate is None:
+            gate = self.gates[service] = ServiceGate(service, limits, self, clock,
+                                                     self.refusal_log(clock))
+        return gate
+
+    def refusal_log(self, clock: Clock) -> RefusalLog:
+        """The process's rate-limited refusal log (one, so its limits hold per service)."""
+        if self._refusal_log is None:
+            self._refusal_log = RefusalLog(clock)
+        return self._refusal_log
+
+    def held(self, service: str) -> int:
+        return self.held_total.get(service, 0)
+
+    def held_by(self, service: str, host: str) -> int:
+        return self.held_hosts.get(service, {}).get(host, 0)
+
+    def hold(self, service: str, connection: object, host: str) -> None:
+        self.release(connection)
+        self._holds[connection] = (service, host)
+        self.held_total[service] = self.held_total.get(service, 0) + 1
+        hosts = self.held_hosts.setdefault(service, {})
+        hosts[host] = hosts.get(host, 0) + 1
+
+    def release(self, connection: object) -> None:
+        """*connection* no longer counts against its service's limits (idempotent)."""
+        held = self._holds.pop(connection, None)
+        if held is None:
+            return
+        service, host = held
+        self.held_total[service] -= 1
+        hosts = self.held_hosts[service]
+        hosts[host] -= 1
+        if not hosts[host]:
+            del hosts[host]
+
+    def count_refusal(self, service: str, reason: str) -> None:
+        reasons = self.refused.setdefault(service, {})
+        reasons[reason] = reasons.get(reason, 0) + 1
+
+    # live connections
 
     def add(self, service: str, connection: ITrackedConnection) -> None:
         self.live.setdefault(service, set()).add(connection)
@@ -42,6 +102,7 @@ class ConnectionTracker:
         """*connection* is gone: count its bytes and write its access-log line."""
         started = self._started.pop(id(connection), None)
         self.live.get(service, set()).discard(connection)
+        self.release(connection)
         self.received[service] = self.received.get(service, 0) + received
         self.sent[service] = self.sent.get(service, 0) + sent
         duration = time.monotonic() - started if started is not None else 0.0

@@ -14,7 +14,7 @@ from twisted.logger import capturedLogs
 from twisted.test import iosim
 from zope.interface import implementer
 
-from kgateway.config import parse_uri
+from kgateway.config import ACCEPT_OPTIONS, Options, parse_uri
 from kgateway.interfaces import IGatewayService, ILink, ISession
 from kgateway.transport.accept import GatewayWebSocketFactory, StreamServerFactory
 from kgateway.transport.tracker import ConnectionTracker
@@ -117,7 +117,8 @@ class Waiting:
 
 @implementer(IGatewayService)
 class WaitingService:
-    config = type("C", (), {"name": "relay"})()
+    config = type("C", (), {"name": "relay", "accept_options": Options(
+        {}, {name: default for name, (_, default) in ACCEPT_OPTIONS.items()})})()
 
     def __init__(self) -> None:
         self.sessions: list[Waiting] = []
