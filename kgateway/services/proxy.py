@@ -8,6 +8,10 @@ WebSocket to WebSocket keeps message boundaries and the text/binary kind, and pa
 client's offered subprotocols to the back end, returning the one it chose. Stream data
 reaches WebSocket clients as binary messages; anything clients send is written as bytes.
 A close on either side closes the other: WebSocket close <-> TCP FIN.
+
+A WebSocket client of a tcp/ssl back end takes the fast data path (``IStreamSession``,
+``kgateway.transport.fastws``): its payloads go to the back end as they are read, one
+``writeSequence`` per read, without Autobahn's per-frame work.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from kgateway.interfaces import (
     ILink,
     ILinkReceiver,
     ISession,
+    IStreamSession,
 )
 from kgateway.services.base import BackendService, PropertySpec, ServiceContext, ServiceType
 
@@ -53,7 +58,7 @@ class Client(enum.Enum):
     CLOSED = "closed"
 
 
-@implementer(ISession)
+@implementer(ISession, IStreamSession)
 class ProxySession:
     """One client and its back-end connection."""
 
@@ -134,6 +139,16 @@ class ProxySession:
     def received(self, data: bytes, binary: bool) -> None:
         if self.backend is not None:
             self.backend.write(data, binary)
+
+    def wants_stream(self) -> bool:
+        """A stream back end needs no message boundaries: the client may take the fast path."""
+        return self.client.is_websocket and self.backend is not None \
+            and not self.backend.is_websocket
+
+    def received_stream(self, chunks: list[bytes]) -> None:
+        backend = self.backend
+        if backend is not None:
+            backend.transport.writeSequence(chunks)
 
     def _release(self) -> None:
         target, self.target = self.target, None
