@@ -14,8 +14,8 @@ An adapter (``kgateway.transport``) turns WebSocket messages or stream bytes int
 to write, close and apply back-pressure. The same session code therefore serves ``ws://``,
 ``tcp://``, ``udp://`` and Enterprise Shield clients alike.
 
-The optional hooks the gateway looks for are declared here too: ``IStreamSession`` (a
-session that only relays bytes, for the WebSocket fast data path), ``IGoingAway`` (a session's
+The optional hooks the gateway looks for are declared here too: ``IFastPathSession`` (a
+session whose WebSocket clients may take the fast data path), ``IGoingAway`` (a session's
 goodbye before a drain closes it), ``ITrackedConnection`` (what the tracker can end),
 ``IHTTPService`` (a service that serves plain HTTP), ``IBackendStatus`` (a service that can
 say whether its back ends are up) and ``IGatewayStatus`` (what health and metrics read).
@@ -106,22 +106,28 @@ class ISession(ILinkReceiver):
         """The connection is established (after the WebSocket handshake)."""
 
 
-class IStreamSession(ISession):
-    """Optional for an ISession that only relays a WebSocket client's bytes (``proxy`` to a
-    tcp/ssl back end): the accept adapter may then switch the client to the fast data path
-    (``kgateway.transport.fastws``), which skips Autobahn's per-frame work.
+class IFastPathSession(ISession):
+    """Optional for an ISession whose WebSocket client may leave Autobahn, once the handshake
+    is done, for the fast data path (``kgateway.transport.fastws``): the same close codes,
+    pings, limits and back-pressure for a fraction of Autobahn's per-frame work.
 
-    On that path the client's message payloads arrive through ``received_stream``, as they
-    are read, with no message boundaries and no text/binary kind (text is still checked to
-    be UTF-8); ``received`` is not called. Writes to the client's link still become binary
-    messages, one per write; close codes, pings and back-pressure work as before.
+    ``fast_path()`` is asked just before ``opened()``:
+
+    - ``"stream"``: the session only relays bytes (``proxy`` to a tcp/ssl back end). The
+      client's message payloads arrive through ``received_stream`` as they are read, with no
+      message boundaries and no text/binary kind (text is still checked to be UTF-8);
+      ``received`` is not called.
+    - ``"messages"``: ``received(data, binary)`` per whole message, as on Autobahn (``echo``).
+    - None: stay on Autobahn.
+
+    Either way, writes to the client's link become one message each.
     """
 
-    def wants_stream() -> bool:
-        """Asked once the WebSocket handshake is done, just before ``opened()``."""
+    def fast_path() -> str | None:
+        """"stream", "messages" or None."""
 
     def received_stream(chunks: list[bytes]) -> None:
-        """Payload octets from one read of the client, in order (never empty)."""
+        """Stream mode: payload octets from one read of the client, in order (never empty)."""
 
 
 class IGoingAway(Interface):

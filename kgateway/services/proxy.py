@@ -9,7 +9,7 @@ client's offered subprotocols to the back end, returning the one it chose. Strea
 reaches WebSocket clients as binary messages; anything clients send is written as bytes.
 A close on either side closes the other: WebSocket close <-> TCP FIN.
 
-A WebSocket client of a tcp/ssl back end takes the fast data path (``IStreamSession``,
+A WebSocket client of a tcp/ssl back end takes the fast data path (``IFastPathSession``,
 ``kgateway.transport.fastws``): its payloads go to the back end as they are read, one
 ``writeSequence`` per read, without Autobahn's per-frame work.
 """
@@ -31,10 +31,10 @@ from kgateway.interfaces import (
     NORMAL,
     ConnectError,
     IBackendStatus,
+    IFastPathSession,
     ILink,
     ILinkReceiver,
     ISession,
-    IStreamSession,
 )
 from kgateway.services.base import BackendService, PropertySpec, ServiceContext, ServiceType
 
@@ -58,7 +58,7 @@ class Client(enum.Enum):
     CLOSED = "closed"
 
 
-@implementer(ISession, IStreamSession)
+@implementer(ISession, IFastPathSession)
 class ProxySession:
     """One client and its back-end connection."""
 
@@ -140,10 +140,12 @@ class ProxySession:
         if self.backend is not None:
             self.backend.write(data, binary)
 
-    def wants_stream(self) -> bool:
-        """A stream back end needs no message boundaries: the client may take the fast path."""
-        return self.client.is_websocket and self.backend is not None \
-            and not self.backend.is_websocket
+    def fast_path(self) -> str | None:
+        """A stream back end needs no message boundaries: the client's bytes go as they come.
+        A WebSocket back end keeps Autobahn's messages."""
+        if self.backend is not None and not self.backend.is_websocket:
+            return "stream"
+        return None
 
     def received_stream(self, chunks: list[bytes]) -> None:
         backend = self.backend

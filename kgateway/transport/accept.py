@@ -33,9 +33,9 @@ from kgateway.auth.principal import Principal
 from kgateway.config import URI, Options
 from kgateway.interfaces import (
     GOING_AWAY,
+    IFastPathSession,
     IGatewayService,
     ISession,
-    IStreamSession,
     ITrackedConnection,
 )
 from kgateway.transport.fastws import FastWebSocketLink
@@ -198,10 +198,12 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
         session, link = self.session, self.link
         if session is None:
             return
-        if (link is not None and IStreamSession.providedBy(session) and session.wants_stream()
+        if (link is not None and IFastPathSession.providedBy(session)
                 and self.factory.service.config.accept_options["ws.fast.path"]):
-            link.take_over(session)
-            self.fast = link
+            mode = session.fast_path()
+            if mode is not None:
+                link.take_over(session, stream=mode == "stream")
+                self.fast = link
         session.opened()
         if self.fast is not None:
             self.fast.start()

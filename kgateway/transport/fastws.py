@@ -3,18 +3,19 @@
     client --WS frames--> GatewayWebSocketProtocol.dataReceived
                               |  (after the opening handshake, when the session asks for it)
                               v
-                          FastWebSocketLink.data_received --> WebSocketCodec (stream mode)
+                          FastWebSocketLink.data_received --> WebSocketCodec
                               |  payload chunks of one read          |  Ping, Close, errors
                               v                                      v
-                          IStreamSession.received_stream(chunks)   answered here
+                          session.received_stream(chunks)          answered here
                               (proxy: one writeSequence to the tcp/ssl back end)
+                          or, in messages mode, session.received(data, binary) (echo)
 
     session.write(data) --> FastWebSocketLink.write --> transport.writeSequence([header, data])
 
 Autobahn still does the opening handshake: subprotocols, origins, authentication and the
 session's negotiate() are unchanged.  In ``onOpen`` the accept adapter asks the session
-(``IStreamSession.wants_stream()``) and, if it says yes and the service's accept-option
-``ws.fast.path`` is on, calls :meth:`FastWebSocketLink.take_over`: the octets Autobahn had
+(``IFastPathSession.fast_path()``: "stream", "messages" or None) and, unless it says None or
+the service's accept-option ``ws.fast.path`` is off, calls :meth:`FastWebSocketLink.take_over`: the octets Autobahn had
 buffered past the handshake (``proto.data``) move to the codec, ``proto.data`` is emptied so
 that Autobahn's ``consumeData`` after ``onOpen`` finds nothing, Autobahn's auto-ping timer is
 cancelled, and from then on the adapter sends every read to :meth:`data_received` and the
@@ -90,7 +91,8 @@ class FastWebSocketLink(WebSocketLink):
     Until :meth:`take_over` it is a plain :class:`WebSocketLink`.  After it, writes are
     framed by the codec (header and payload as one ``writeSequence``, the payload uncopied)
     and the client's payload octets go to ``session.received_stream(chunks)``, one call per
-    read, without message boundaries.
+    read, without message boundaries (``stream``), or whole messages to
+    ``session.received(data, binary)``.
     """
 
     codec: WebSocketCodec | None = None
@@ -112,12 +114,12 @@ class FastWebSocketLink(WebSocketLink):
 
     # -- the switch ---------------------------------------------------------------------
 
-    def take_over(self, session: Any) -> None:
+    def take_over(self, session: Any, *, stream: bool = True) -> None:
         """Leave Autobahn: call from ``onOpen``, before ``session.opened()``; then call
         :meth:`start` once the session is open, to parse what came with the handshake."""
         proto: Any = self._proto
         size = proto.maxMessagePayloadSize
-        self.codec = WebSocketCodec(Role.SERVER, stream=True,
+        self.codec = WebSocketCodec(Role.SERVER, stream=stream,
                                     max_message_size=size if size else None)
         self._session = session
         self._pending, proto.data = proto.data, b""
@@ -164,21 +166,22 @@ class FastWebSocketLink(WebSocketLink):
         chunks: list[bytes] = []
         session = self._session
         for event in events:
-            if type(event) is Chunk:
-                if event.data:
-                    chunks.append(event.data)
+            kind = type(event)
+            if kind is Chunk:
+                if event.data:  # type: ignore[union-attr]
+                    chunks.append(event.data)  # type: ignore[union-attr]
                 continue
             if chunks:
                 if session is not None:
                     session.received_stream(chunks)
                 chunks = []
-            if type(event) is Ping:
-                self._pong(event.payload)
-            elif type(event) is Close:
-                self._closed_by_peer(event)
-            elif type(event) is Message:  # pragma: no cover - the codec is in stream mode
+            if kind is Message:  # messages mode
                 if session is not None:
-                    session.received_stream([event.data])
+                    session.received(event.data, event.binary)  # type: ignore[union-attr]
+            elif kind is Ping:
+                self._pong(event.payload)  # type: ignore[union-attr]
+            elif kind is Close:
+                self._closed_by_peer(event)  # type: ignore[arg-type]
         if chunks and session is not None:
             session.received_stream(chunks)
 

@@ -333,3 +333,28 @@ def test_data_sent_with_the_handshake_is_not_lost(tmp_path: Path) -> None:
     connector.calls[0].d.callback(backend)
     assert proto.fast is not None
     assert backend.transport.value() == b"early"
+
+
+def test_echo_takes_the_fast_path_in_messages_mode(tmp_path: Path) -> None:
+    """Whole messages, their kind kept, fragments joined: what echo needs."""
+    cfg = load(tmp_path, "<service><name>echo</name><accept>ws://gw.test:8000/echo</accept>"
+                         "<type>echo</type></service>")
+    clock = MemoryReactorClock()
+    factory = GatewayWebSocketFactory(build(cfg), parse_uri("ws://gw.test:8000/echo"), clock,
+                                      ConnectionTracker())
+    client_factory = WebSocketClientFactory("ws://gw.test:8000/echo", reactor=clock)
+    client_factory.protocol = Client
+    events: list[tuple[Any, ...]] = []
+    client_factory.events = events  # type: ignore[attr-defined]
+    client, server, pump = iosim.connectedServerAndClient(
+        lambda: factory.buildProtocol(None), lambda: client_factory.buildProtocol(None),
+        greet=False, clock=clock)
+    pump.flush()
+    assert server.fast is not None
+    client.sendMessage("héllo".encode(), isBinary=False)
+    client.sendMessage(b"\x00" * 300, isBinary=True, fragmentSize=100)
+    pump.flush()
+    assert events[1:] == [("message", "héllo".encode(), False), ("message", b"\x00" * 300, True)]
+    client.sendClose(1000)
+    pump.flush()
+    assert events[-1][:2] == ("close", 1000) and factory.tracker.total() == 0
