@@ -114,9 +114,10 @@ class IFastPathSession(ISession):
     ``fast_path()`` is asked just before ``opened()``:
 
     - ``"stream"``: the session only relays bytes (``proxy`` to a tcp/ssl back end). The
-      client's message payloads arrive through ``received_stream`` as they are read, with no
-      message boundaries and no text/binary kind (text is still checked to be UTF-8);
-      ``received`` is not called.
+      client's message payloads arrive through ``received_stream`` with no message boundaries
+      and no text/binary kind: binary octets as they are read, a text message's octets once
+      the whole message arrived and proved UTF-8 (as on Autobahn); ``received`` is not
+      called.
     - ``"messages"``: ``received(data, binary)`` per whole message, as on Autobahn (``echo``).
     - None: stay on Autobahn.
 

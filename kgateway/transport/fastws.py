@@ -24,8 +24,9 @@ lost connection to :meth:`connection_lost` instead of Autobahn's.
 What Autobahn did and this module does instead, by hand (the codec is sans-IO on purpose; the
 Twisted side is this small adapter):
 
-- pings are answered with pongs; the peer's Close is answered with Close (its code echoed,
-  as Autobahn does) and TCP is dropped by us, the server; our own Close (``close(code,
+- pings are answered with pongs; the peer's Close is answered with Close 1000, as Autobahn
+  does (``echoCloseCodeReason`` off), and TCP is dropped by us, the server (the session still
+  gets the peer's code and reason); our own Close (``close(code,
   reason)``, any code the gateway sends, 1001, 1009, 1011, 1014...) waits
   ``closeHandshakeTimeout`` for the peer's answer, then drops TCP;
 - ``ws.inactivity.timeout`` (Autobahn's auto-ping, interval and timeout half of it each):
@@ -91,7 +92,8 @@ class FastWebSocketLink(WebSocketLink):
     Until :meth:`take_over` it is a plain :class:`WebSocketLink`.  After it, writes are
     framed by the codec (header and payload as one ``writeSequence``, the payload uncopied)
     and the client's payload octets go to ``session.received_stream(chunks)``, one call per
-    read, without message boundaries (``stream``), or whole messages to
+    read, without message boundaries (``stream``: binary octets as they are read, a text
+    message's once all of it arrived and proved UTF-8), or whole messages to
     ``session.received(data, binary)``.
     """
 
@@ -101,6 +103,7 @@ class FastWebSocketLink(WebSocketLink):
                  protocol: str | None = None, principal: Any = None) -> None:
         super().__init__(proto, remote, protocol, principal)
         self._session: Any = None
+        self._text: list[bytes] = []  # a text message's chunks, until its last
         self._octets_in = 0
         self._octets_out = 0
         self._heartbeat: Heartbeat | None = None
@@ -168,8 +171,18 @@ class FastWebSocketLink(WebSocketLink):
         for event in events:
             kind = type(event)
             if kind is Chunk:
-                if event.data:  # type: ignore[union-attr]
-                    chunks.append(event.data)  # type: ignore[union-attr]
+                data = event.data  # type: ignore[union-attr]
+                if event.binary:  # type: ignore[union-attr]
+                    if data:
+                        chunks.append(data)
+                    continue
+                # Text waits for the end of its message, valid UTF-8 (as on Autobahn): a back
+                # end never gets octets of a text message the connection then fails for.
+                if data:
+                    self._text.append(data)
+                if event.last:  # type: ignore[union-attr]
+                    chunks += self._text
+                    self._text = []
                 continue
             if chunks:
                 if session is not None:
@@ -196,8 +209,8 @@ class FastWebSocketLink(WebSocketLink):
         self._clean = True
         self._code = None if event.code == CLOSE_NO_STATUS else event.code
         self._reason = event.reason or None
-        if codec.state is State.REMOTE_CLOSING:  # the peer began: answer with its code
-            self._write_frame(codec.send_close(self._code))
+        if codec.state is State.REMOTE_CLOSING:  # the peer began: answer, as Autobahn, 1000
+            self._write_frame(codec.send_close(NORMAL))
             self._close_sent = True
         self._proto.state = _CLOSING
         self._stop_timers()
