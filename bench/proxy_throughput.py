@@ -16,8 +16,9 @@ Autobahn's (accept-option ``ws.fast.path`` false), on one gateway, runs alternat
     client <--ws-- gateway (proxy) <--tcp-- source        the source writes 64 KiB: MiB/s
 
 The client sends pre-masked frames in 256 KiB batches and reads with the codec, so that the
-gateway, not the client, is what runs out of CPU (the machine has 2 shared cores: read
-medians, and the runs, not single figures). Results in bench/results/proxy_fastpath.md.
+gateway, not the client, is what runs out of CPU. The machine has 2 shared cores: rates
+swing with the load; the gateway's CPU time per message (from /proc) is the steadier figure.
+Results in bench/results/proxy_fastpath.md.
 """
 
 from __future__ import annotations
@@ -131,7 +132,7 @@ def _raw_upstream(port: int, path: str, size: int, count: int) -> float:
         assert more, "the gateway closed before the sink answered"
         reply += more
     elapsed = time.perf_counter() - start
-    assert reply.endswith(b"ok"), reply
+    assert reply.startswith(b"\x82\x02ok"), reply
     sock.close()
     return count / elapsed
 
@@ -154,6 +155,13 @@ def _raw_downstream(port: int, path: str, total: int) -> float:
     elapsed = time.perf_counter() - start
     sock.close()
     return total / elapsed / 2**20
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process *pid* so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def fast_path(args: argparse.Namespace) -> None:
@@ -183,35 +191,48 @@ def fast_path(args: argparse.Namespace) -> None:
             services.append(service_xml("proxy", f"ws://127.0.0.1:{http}/{name}-{fast}",
                                         f"tcp://127.0.0.1:{port}", name=f"{name}-{fast}",
                                         extra=options))
+    # name -> (run, units per run, what a unit is): the rate, and the gateway's CPU per unit
     cases = {
         "ws -> tcp, 64 KiB messages (MiB/s)":
-            lambda fast: _raw_upstream(http, f"/up64-{fast}", MESSAGE, total // MESSAGE)
-            * MESSAGE / 2**20,
+            (lambda fast: _raw_upstream(http, f"/up64-{fast}", MESSAGE, total // MESSAGE)
+             * MESSAGE / 2**20, total // MESSAGE, "64 KiB message"),
         "ws -> tcp, 256 B messages (messages/s)":
-            lambda fast: _raw_upstream(http, f"/up256-{fast}", 256, args.messages),
+            (lambda fast: _raw_upstream(http, f"/up256-{fast}", 256, args.messages),
+             args.messages, "256 B message"),
         "tcp -> ws, 64 KiB writes (MiB/s)":
-            lambda fast: _raw_downstream(http, f"/down-{fast}", total),
+            (lambda fast: _raw_downstream(http, f"/down-{fast}", total), total // MESSAGE,
+             "64 KiB"),
     }
-    runs: dict[str, dict[bool, list[float]]] = {name: {True: [], False: []} for name in cases}
-    with GatewayProcess(gateway_xml(services), name="bench-fastpath"):
+    rates: dict[str, dict[bool, list[float]]] = {name: {True: [], False: []} for name in cases}
+    cpus: dict[str, dict[bool, list[float]]] = {name: {True: [], False: []} for name in cases}
+    with GatewayProcess(gateway_xml(services), name="bench-fastpath") as gw:
         for i in range(args.runs):
-            for name, run in cases.items():
+            for name, (run, units, _) in cases.items():
                 for fast in ((True, False) if i % 2 == 0 else (False, True)):
-                    runs[name][fast].append(run(fast))
+                    before = _cpu_seconds(gw.pid)
+                    rates[name][fast].append(run(fast))
+                    cpus[name][fast].append((_cpu_seconds(gw.pid) - before) / units * 1e6)
     for proc in procs:
         proc.terminate()
     figures: dict[str, Any] = {"mib_per_run": args.mib, "small_messages": args.messages}
     table = [f"| case | Autobahn (median of {args.runs}) | fast path | ratio | runs "
-             "(Autobahn / fast) |", "|---|---|---|---|---|"]
-    for name, by in runs.items():
+             "(Autobahn / fast) | gateway CPU us per unit (Autobahn / fast) |",
+             "|---|---|---|---|---|---|"]
+    for name, by in rates.items():
         slow, fast_ = statistics.median(by[False]), statistics.median(by[True])
+        cpu_slow, cpu_fast = statistics.median(cpus[name][False]), \
+            statistics.median(cpus[name][True])
+        unit = cases[name][2]
         figures[name] = {"autobahn": round(slow, 1), "fast": round(fast_, 1),
                          "ratio": round(fast_ / slow, 2),
                          "runs_autobahn": [round(v, 1) for v in by[False]],
-                         "runs_fast": [round(v, 1) for v in by[True]]}
+                         "runs_fast": [round(v, 1) for v in by[True]],
+                         f"cpu_us_per_{unit}": {"autobahn": round(cpu_slow, 2),
+                                                 "fast": round(cpu_fast, 2)}}
         table.append(f"| {name} | {slow:,.0f} | {fast_:,.0f} | {fast_ / slow:.2f} | "
                      f"{', '.join(f'{v:,.0f}' for v in by[False])} / "
-                     f"{', '.join(f'{v:,.0f}' for v in by[True])} |")
+                     f"{', '.join(f'{v:,.0f}' for v in by[True])} | "
+                     f"{cpu_slow:,.1f} / {cpu_fast:,.1f} per {unit} |")
     write_results("proxy_fastpath",
                   ".venv/bin/python -m bench.proxy_throughput --fast-path", figures, table)
 
