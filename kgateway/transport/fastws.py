@@ -29,9 +29,10 @@ Twisted side is this small adapter):
   gets the peer's code and reason); our own Close (``close(code,
   reason)``, any code the gateway sends, 1001, 1009, 1011, 1014...) waits
   ``closeHandshakeTimeout`` for the peer's answer, then drops TCP;
-- ``ws.inactivity.timeout`` (Autobahn's auto-ping, interval and timeout half of it each):
-  a ping every half of it, and a whole timeout without a single octet from the client
-  drops the connection (``kgateway.timers.Heartbeat``);
+- ``ws.inactivity.timeout`` T (Autobahn's auto-ping, interval and timeout T/2 each): a ping
+  every T/2, and a whole window of T without a single octet from the client (a pong, or
+  anything) drops the connection, so between T and 2T after its last octet
+  (``kgateway.timers.Heartbeat``; Autobahn drops T after the last ping it sent);
 - a protocol violation (:class:`ProtocolError`: 1002, 1007, 1009): what was parsed before it
   is delivered, our Close with the error's code is written, then the socket is half-closed
   (``loseWriteConnection``) and further input discarded until the peer closes or
