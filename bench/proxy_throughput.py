@@ -234,7 +234,8 @@ def fast_path(args: argparse.Namespace) -> None:
                      f"{', '.join(f'{v:,.0f}' for v in by[True])} | "
                      f"{cpu_slow:,.1f} / {cpu_fast:,.1f} per {unit} |")
     write_results("proxy_fastpath",
-                  ".venv/bin/python -m bench.proxy_throughput --fast-path", figures, table)
+                  ".venv/bin/python -m bench.proxy_throughput --fast-path "
+                  f"--mib {args.mib} --messages {args.messages} --runs {args.runs}", figures, table)
 
 
 def main() -> None:
