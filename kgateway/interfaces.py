@@ -14,7 +14,8 @@ An adapter (``kgateway.transport``) turns WebSocket messages or stream bytes int
 to write, close and apply back-pressure. The same session code therefore serves ``ws://``,
 ``tcp://``, ``udp://`` and Enterprise Shield clients alike.
 
-The optional hooks the gateway looks for are declared here too: ``IGoingAway`` (a session's
+The optional hooks the gateway looks for are declared here too: ``IFastPathSession`` (a
+session whose WebSocket clients may take the fast data path), ``IGoingAway`` (a session's
 goodbye before a drain closes it), ``ITrackedConnection`` (what the tracker can end),
 ``IHTTPService`` (a service that serves plain HTTP), ``IBackendStatus`` (a service that can
 say whether its back ends are up) and ``IGatewayStatus`` (what health and metrics read).
@@ -103,6 +104,31 @@ class ISession(ILinkReceiver):
 
     def opened() -> None:
         """The connection is established (after the WebSocket handshake)."""
+
+
+class IFastPathSession(ISession):
+    """Optional for an ISession whose WebSocket client may leave Autobahn, once the handshake
+    is done, for the fast data path (``kgateway.transport.fastws``): the same close codes,
+    pings, limits and back-pressure for a fraction of Autobahn's per-frame work.
+
+    ``fast_path()`` is asked just before ``opened()``:
+
+    - ``"stream"``: the session only relays bytes (``proxy`` to a tcp/ssl back end). The
+      client's message payloads arrive through ``received_stream`` with no message boundaries
+      and no text/binary kind: binary octets as they are read, a text message's octets once
+      the whole message arrived and proved UTF-8 (as on Autobahn); ``received`` is not
+      called.
+    - ``"messages"``: ``received(data, binary)`` per whole message, as on Autobahn (``echo``).
+    - None: stay on Autobahn.
+
+    Either way, writes to the client's link become one message each.
+    """
+
+    def fast_path() -> str | None:
+        """"stream", "messages" or None."""
+
+    def received_stream(chunks: list[bytes]) -> None:
+        """Stream mode: payload octets from one read of the client, in order (never empty)."""
 
 
 class IGoingAway(Interface):

@@ -16,8 +16,10 @@ if [ "${TARGET:-kgateway}" = codec ]; then
     PYTHONPATH="$ROOT" "$ROOT/.venv/bin/python" codec_echo.py --port "$PORT" \
         --max-message-size "$BYTES" > reports/gateway.log 2>&1 &
 else
-    "$ROOT/.venv/bin/twistd" -n --pidfile= kgateway -c echo.xml -D "conformance.port=$PORT" \
-        -D "conformance.max.message.size=$MAX" > reports/gateway.log 2>&1 &
+    # CONFIG=proxy.xml: through a ws -> tcp proxy hop (FAST=false: on Autobahn's data path)
+    "$ROOT/.venv/bin/twistd" -n --pidfile= kgateway -c "${CONFIG:-echo.xml}" \
+        -D "conformance.port=$PORT" -D "conformance.max.message.size=$MAX" \
+        ${FAST:+-D "conformance.fast.path=$FAST"} > reports/gateway.log 2>&1 &
 fi
 GATEWAY=$!
 trap 'kill "$GATEWAY" 2>/dev/null || true' EXIT

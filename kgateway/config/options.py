@@ -104,6 +104,7 @@ OptionParser = Callable[[str], Any]
 ACCEPT_OPTIONS: dict[str, tuple[OptionParser, Any]] = {
     "ws.maximum.message.size": (parse_size, 1024 * 1024),
     "ws.inactivity.timeout": (parse_duration, 0.0),
+    "ws.fast.path": (parse_bool, True),
     "tcp.bind": (parse_bind, None),
     "ssl.bind": (parse_bind, None),
     "ws.bind": (parse_bind, None),

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from zope.interface import implementer
 
-from kgateway.interfaces import ILink, ISession
+from kgateway.interfaces import IFastPathSession, ILink, ISession
 from kgateway.services.base import ServiceBase, ServiceType
 
 
-@implementer(ISession)
+@implementer(ISession, IFastPathSession)
 class EchoSession:
     def __init__(self, link: ILink) -> None:
         self.link = link
@@ -25,6 +25,12 @@ class EchoSession:
 
     def received(self, data: bytes, binary: bool) -> None:
         self.link.write(data, binary)
+
+    def fast_path(self) -> str:
+        return "messages"  # WebSocket clients: kgateway's codec instead of Autobahn's frames
+
+    def received_stream(self, chunks: list[bytes]) -> None:  # pragma: no cover - never asked
+        raise NotImplementedError
 
     def closed(self, code: int | None, reason: str) -> None:
         pass

@@ -8,6 +8,10 @@ WebSocket to WebSocket keeps message boundaries and the text/binary kind, and pa
 client's offered subprotocols to the back end, returning the one it chose. Stream data
 reaches WebSocket clients as binary messages; anything clients send is written as bytes.
 A close on either side closes the other: WebSocket close <-> TCP FIN.
+
+A WebSocket client of a tcp/ssl back end takes the fast data path (``IFastPathSession``,
+``kgateway.transport.fastws``): its payloads go to the back end as they are read, one
+``writeSequence`` per read, without Autobahn's per-frame work.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from kgateway.interfaces import (
     NORMAL,
     ConnectError,
     IBackendStatus,
+    IFastPathSession,
     ILink,
     ILinkReceiver,
     ISession,
@@ -53,7 +58,7 @@ class Client(enum.Enum):
     CLOSED = "closed"
 
 
-@implementer(ISession)
+@implementer(ISession, IFastPathSession)
 class ProxySession:
     """One client and its back-end connection."""
 
@@ -134,6 +139,18 @@ class ProxySession:
     def received(self, data: bytes, binary: bool) -> None:
         if self.backend is not None:
             self.backend.write(data, binary)
+
+    def fast_path(self) -> str | None:
+        """A stream back end needs no message boundaries: the client's bytes go as they come.
+        A WebSocket back end keeps Autobahn's messages."""
+        if self.backend is not None and not self.backend.is_websocket:
+            return "stream"
+        return None
+
+    def received_stream(self, chunks: list[bytes]) -> None:
+        backend = self.backend
+        if backend is not None:
+            backend.transport.writeSequence(chunks)
 
     def _release(self) -> None:
         target, self.target = self.target, None

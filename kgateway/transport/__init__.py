@@ -3,6 +3,8 @@ It imports config, protocols, auth, interfaces and timers only.
 
     links.py        ILink over a Twisted or Autobahn protocol: StreamLink, WebSocketLink
     accept.py       accepted clients: StreamServerProtocol, GatewayWebSocketProtocol, origins
+    fastws.py       the WebSocket fast data path: after Autobahn's handshake, a relay client's
+                    frames go through kgateway.protocols.websocket (FastWebSocketLink)
     connect.py      links the gateway opens (tcp, ssl, ws, wss): usable only once TCP, TLS
                     and the WebSocket handshake are all done
     udp.py          udp accepts (a session per client address) and connected udp links

@@ -28,7 +28,7 @@ from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.cred.error import LoginFailed
 from twisted.internet import defer
 from twisted.internet.interfaces import IAddress
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -37,15 +37,17 @@ from kgateway.auth.credentials import MalformedAuthorization
 from kgateway.auth.gate import Gate
 from kgateway.auth.principal import Principal
 from kgateway.config import URI, Options
-from kgateway.interfaces import GOING_AWAY, IGatewayService, ISession, ITrackedConnection
-from kgateway.transport.admission import Limits
-from kgateway.transport.forwarded import forwarded_client
-from kgateway.transport.links import (
-    StreamLink,
-    WebSocketLink,
-    configure_websocket,
-    format_address,
+from kgateway.interfaces import (
+    GOING_AWAY,
+    IFastPathSession,
+    IGatewayService,
+    ISession,
+    ITrackedConnection,
 )
+from kgateway.transport.admission import Limits
+from kgateway.transport.fastws import FastWebSocketLink
+from kgateway.transport.forwarded import forwarded_client
+from kgateway.transport.links import StreamLink, configure_websocket, format_address
 from kgateway.transport.tracker import ConnectionTracker, session_going_away
 
 log = Logger()
@@ -136,7 +138,9 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
 
     factory: GatewayWebSocketFactory
     session: ISession | None = None
-    link: WebSocketLink | None = None
+    link: FastWebSocketLink | None = None
+    #: the link, once the connection has left Autobahn for the fast data path (fastws.py)
+    fast: FastWebSocketLink | None = None
 
     def onConnect(self, request: ConnectionRequest) -> Any:
         factory = self.factory
@@ -191,7 +195,7 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
     def _admit(self, principal: Principal | None, remote: str,
                request: ConnectionRequest) -> defer.Deferred[Any]:
         factory = self.factory
-        self.link = link = WebSocketLink(self, remote, principal=principal)
+        self.link = link = FastWebSocketLink(self, remote, principal=principal)
         factory.tracker.add(factory.service.config.name, self)
         self.session = factory.service.session(link)
         d = defer.maybeDeferred(self.session.negotiate, list(request.protocols))
@@ -203,8 +207,32 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
         return d.addCallback(chosen)
 
     def onOpen(self) -> None:
-        if self.session is not None:
-            self.session.opened()
+        session, link = self.session, self.link
+        if session is None:
+            return
+        if (link is not None and IFastPathSession.providedBy(session)
+                and self.factory.service.config.accept_options["ws.fast.path"]):
+            mode = session.fast_path()
+            if mode is not None:
+                link.take_over(session, stream=mode == "stream")
+                self.fast = link
+        session.opened()
+        if self.fast is not None:
+            self.fast.start()
+
+    def dataReceived(self, data: bytes) -> None:
+        fast = self.fast
+        if fast is not None:
+            fast.data_received(data)
+        else:
+            super().dataReceived(data)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        fast = self.fast
+        if fast is not None:
+            fast.connection_lost(reason)  # calls onClose, as Autobahn would
+        else:
+            super().connectionLost(reason)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         if self.session is not None:
