@@ -21,6 +21,8 @@ setup(
         "argon2-cffi>=23.1",
         "PyJWT[crypto]>=2.8",
         "ldaptor>=21.2",
+        # kgateway.services.metrics: the exposition formats, process metrics
+        "prometheus-client>=0.20",
     ],
     extras_require={
         "test": ["pytest", "pytest-timeout", "hypothesis", "pika", "stomp.py>=8.1",

@@ -169,6 +169,15 @@ class IBackendStatus(Interface):
         """False while none of its targets is reachable."""
 
 
+class IMessageStats(Interface):
+    """A messaging service's counters (jms) that metrics and the status page report."""
+
+    def message_stats() -> dict[str, int]:
+        """``broker_subscriptions`` (shared), ``client_subscriptions`` (all of its clients'),
+        ``topic_client_subscriptions`` (those the shared ones serve), ``messages_delivered``
+        and ``slow_consumers`` (clients dropped) since start."""
+
+
 class IGatewayStatus(Interface):
     """The narrow view of the running gateway that health and metrics read."""
 
@@ -176,3 +185,6 @@ class IGatewayStatus(Interface):
     worker = Attribute("This worker's number with --workers, else None.")
     tracker = Attribute("The ConnectionTracker: live connections and counters per service.")
     services = Attribute("Service name -> IGatewayService, in configuration order.")
+    backplanes = Attribute("The DMZ gateway's Enterprise Shield Backplanes, or None.")
+    recent = Attribute("The recent warnings and errors (a bounded ring), or None.")
+    started = Attribute("When the gateway was built, as time.time().")

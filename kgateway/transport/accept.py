@@ -39,7 +39,13 @@ from kgateway.transport.links import (
     configure_websocket,
     format_address,
 )
-from kgateway.transport.tracker import ConnectionTracker, session_going_away
+from kgateway.transport.tracker import (
+    AUTH,
+    FORBIDDEN,
+    ORIGIN,
+    ConnectionTracker,
+    session_going_away,
+)
 
 log = Logger()
 
@@ -61,7 +67,7 @@ class StreamServerProtocol(Protocol):
 
     def connectionMade(self) -> None:
         self.link = link = StreamLink(self)
-        self.tracker.add(self.service.config.name, self)
+        link.record = self.tracker.add(self.service.config.name, self, link.remote)
         self.session = self.service.session(link)
         # Nothing is read until the session is ready (e.g. its back end is connected).
         self.transport.pauseProducing()
@@ -71,6 +77,7 @@ class StreamServerProtocol(Protocol):
     def _ready(self, _: object) -> None:
         if self.session is None or not self.transport.connected:
             return
+        self.tracker.opened(self)
         self.session.opened()
         self.transport.resumeProducing()
 
@@ -81,6 +88,7 @@ class StreamServerProtocol(Protocol):
 
     def dataReceived(self, data: bytes) -> None:
         self.received += len(data)
+        self.link.record.count(len(data), 0)
         if self.session is not None:
             self.session.received(data, True)
 
@@ -123,6 +131,7 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
         factory = self.factory
         reason = factory.origin_refusal(request)
         if reason:
+            factory.tracker.refuse(factory.service.config.name, ORIGIN)
             raise ConnectionDeny(ConnectionDeny.FORBIDDEN, reason)
         options = factory.service.config.accept_options
         transport: Any = self.transport
@@ -143,6 +152,7 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
         def deny(code: int, why: str) -> ConnectionDeny:
             log.info("{service}: refusing {peer}: {reason}", service=service, peer=remote,
                      reason=why)
+            self.factory.tracker.refuse(service, AUTH if code == UNAUTHORIZED else FORBIDDEN)
             if code == UNAUTHORIZED:
                 self._deny_headers = [("WWW-Authenticate", gate.challenge())]
             return ConnectionDeny(code, why)
@@ -172,7 +182,7 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
                request: ConnectionRequest) -> defer.Deferred[Any]:
         factory = self.factory
         self.link = link = WebSocketLink(self, remote, principal=principal)
-        factory.tracker.add(factory.service.config.name, self)
+        link.record = factory.tracker.add(factory.service.config.name, self, remote)
         self.session = factory.service.session(link)
         d = defer.maybeDeferred(self.session.negotiate, list(request.protocols))
 
@@ -192,10 +202,13 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
 
     def onOpen(self) -> None:
         if self.session is not None:
+            self.factory.tracker.opened(self)
             self.session.opened()
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         if self.session is not None:
+            if self.link is not None:
+                self.link.record.count(len(payload), 0)
             self.session.received(payload, isBinary)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:

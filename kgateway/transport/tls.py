@@ -17,7 +17,7 @@ untrusted, expired, or a missing client certificate (``ClientTLS.explain`` on co
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -295,14 +295,18 @@ class TLSServerEndpoint:
     """Wraps a server endpoint in TLS (Twisted has wrapClientTLS but no server twin) and logs,
     for each refused client, which check failed and which services it was refused by."""
 
-    def __init__(self, endpoint: Any, options: Any, services: str = "") -> None:
+    def __init__(self, endpoint: Any, options: Any, services: str = "",
+                 on_refused: Callable[[], None] | None = None) -> None:
         self.endpoint = endpoint
         self.options = options
         self.services = services
+        #: called for each client refused in the handshake (the tracker counts it)
+        self.on_refused = on_refused
 
     def listen(self, factory: Any) -> Deferred[IListeningPort]:
         tls_factory = _LoggingTLSFactory(self.options, False, factory)
         tls_factory.services = self.services
+        tls_factory.on_refused = self.on_refused
         result: Deferred[IListeningPort] = self.endpoint.listen(tls_factory)
         return result
 
@@ -319,9 +323,12 @@ class _LoggingTLSProtocol(TLSMemoryBIOProtocol):
             log.info("TLS client {peer} refused by {services}: {reason}",
                      peer=format_address(transport.getPeer()),
                      services=self.factory.services, reason=why)
+            if self.factory.on_refused is not None:
+                self.factory.on_refused()
         super()._tlsShutdownFinished(reason)
 
 
 class _LoggingTLSFactory(TLSMemoryBIOFactory):
     protocol = _LoggingTLSProtocol
     services = ""
+    on_refused: Callable[[], None] | None = None
