@@ -10,6 +10,8 @@ setup(
     python_requires=">=3.11",
     # twisted.plugins is a namespace shared with Twisted: list it, never add __init__.py.
     packages=find_packages(include=["kgateway", "kgateway.*"]) + ["twisted.plugins"],
+    # the status service's page (kgateway.services.status)
+    package_data={"kgateway.services": ["status_page/*"]},
     install_requires=[
         "twisted[tls]>=24.7",
         "autobahn>=24.4",

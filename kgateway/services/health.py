@@ -46,6 +46,31 @@ PROPERTIES = {
 }
 
 
+def assess(gateway: GatewayStatus, require_backends: bool = False
+           ) -> tuple[str, dict[str, Any], list[str], list[str]]:
+    """(status, back ends per service, services with one down, services with none up).
+
+    The status is draining, unavailable (only with *require_backends*), degraded or ok.
+    """
+    backends = gateway.backends()
+    down, unreachable = [], []
+    for name, targets in backends.items():
+        ups = [bool(state.get("up")) for state in targets.values()]
+        if not all(ups) or any(state.get("degraded") for state in targets.values()):
+            down.append(name)
+        if not any(ups):
+            unreachable.append(name)
+    if gateway.draining:
+        state = "draining"
+    elif require_backends and unreachable:
+        state = "unavailable"
+    elif down:
+        state = "degraded"
+    else:
+        state = "ok"
+    return state, backends, down, unreachable
+
+
 class HealthResource(resource.Resource):
     isLeaf = True
 
@@ -75,22 +100,7 @@ class HealthService(ServiceBase):
         services: dict[str, Any] = {}
         for name, svc in gateway.services.items():
             services[name] = {"type": svc.config.type, "connections": counts.get(name, 0)}
-        backends = gateway.backends()
-        down, unreachable = [], []
-        for name, targets in backends.items():
-            ups = [bool(state.get("up")) for state in targets.values()]
-            if not all(ups) or any(state.get("degraded") for state in targets.values()):
-                down.append(name)
-            if not any(ups):
-                unreachable.append(name)
-        if gateway.draining:
-            state = "draining"
-        elif self.require_backends and unreachable:
-            state = "unavailable"
-        elif down:
-            state = "degraded"
-        else:
-            state = "ok"
+        state, backends, down, unreachable = assess(gateway, self.require_backends)
         report: dict[str, Any] = {
             "status": state,
             "pid": os.getpid(),

@@ -39,7 +39,7 @@ class RecentEvents:
 
     def __call__(self, event: dict[str, Any]) -> None:
         level = event.get("log_level")
-        if level not in self.levels:
+        if level is None or level not in self.levels:
             return
         try:
             text = formatEvent(event)
