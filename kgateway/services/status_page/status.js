@@ -74,7 +74,7 @@ function render(data) {
   const worker = gw.worker === null ? "" : ` · worker ${gw.worker}`;
   $("summary").textContent =
     `kgateway ${gw.version} · pid ${gw.pid}${worker} · up ${duration(gw.uptime)} · ` +
-    `${data.connections_total} open connections`;
+    `${data.connections_total} open connection${data.connections_total === 1 ? "" : "s"}`;
   const problem = $("problem");
   if (gw.draining) {
     problem.textContent = "Draining: health answers 503 and the gateway is shutting down.";
