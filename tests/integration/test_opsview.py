@@ -134,3 +134,53 @@ def test_refused_origin_is_counted(gateway: dict[str, Any]) -> None:
     samples = metrics(port)
     assert samples[("kgateway_connections_refused_total",
                     frozenset({("service", "echo"), ("reason", "origin")}))] == 1
+
+
+def test_a_dmz_gateway_reports_its_ready_reverse_connections(tmp_path: Any) -> None:
+    from kgateway.certs import make_certificate
+    from tests.helpers import make_certs
+
+    certs = make_certs(str(tmp_path))
+    rogue = tmp_path / "rogue"
+    rogue.mkdir()
+    rogue_cert, rogue_key = make_certificate(str(rogue), "internal.test", ["127.0.0.1"])
+    public, backplane = free_port(), free_port()
+    web = f"http://127.0.0.1:{public}"
+    shield = f"reverse+wss://127.0.0.1:{backplane}/shield/echo"
+    dmz = GatewayProcess(gateway_xml([
+        service_xml("proxy", f"ws://127.0.0.1:{public}/echo", shield, name="public-echo"),
+        service_xml("health", f"{web}/health", name="health"),
+        service_xml("metrics", f"{web}/metrics", name="metrics"),
+    ], certs.security_xml()), args=["--drain-grace", "0"], name="dmz")
+
+    def internal(cert: str, key: str) -> GatewayProcess:
+        security = (f"<security><keystore><certificate-file>{cert}</certificate-file>"
+                    f"<key-file>{key}</key-file></keystore>"
+                    f"<truststore><file>{certs.ca}</file></truststore></security>")
+        return GatewayProcess(gateway_xml([service_xml(
+            "echo", shield, name="internal-echo",
+            extra="<accept-options><reverse.prepared.connection.count>2"
+                  "</reverse.prepared.connection.count><reverse.retry.maximum.interval>1sec"
+                  "</reverse.retry.maximum.interval></accept-options>")], security),
+            args=["--drain-grace", "0"], name="internal")
+
+    ready = frozenset({("service", "public-echo"), ("target", shield)})
+    with dmz:
+        code, body, _ = get(f"{web}/health")
+        assert code == 200 and json.loads(body)["status"] == "degraded"
+        assert json.loads(body)["backends"]["public-echo"][shield]["ready"] == 0
+        assert metrics(public)[("kgateway_backend_up", ready)] == 0
+        # an internal gateway with a certificate the DMZ does not trust: a TLS refusal
+        with internal(rogue_cert, rogue_key) as impostor:
+            impostor.wait_for(r"reverse connection to .* failed \(.*TLS.*\); retrying")
+        refused = [value for (name, labels), value in metrics(public).items()
+                   if name == "kgateway_connections_refused_total"
+                   and ("reason", "tls") in labels]
+        assert refused and refused[0] >= 1
+        with internal(certs.cert, certs.key) as inside:
+            inside.wait_for(r"internal-echo: reverse connection prepared .*\(2/2\)")
+            code, body, _ = get(f"{web}/health")
+            assert code == 200 and json.loads(body)["status"] == "ok"
+            samples = metrics(public)
+            assert samples[("kgateway_shield_reverse_connections_ready", ready)] == 2
+            assert samples[("kgateway_backend_up", ready)] == 1
