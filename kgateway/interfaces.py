@@ -17,7 +17,8 @@ to write, close and apply back-pressure. The same session code therefore serves 
 The optional hooks the gateway looks for are declared here too: ``IGoingAway`` (a session's
 goodbye before a drain closes it), ``ITrackedConnection`` (what the tracker can end),
 ``IHTTPService`` (a service that serves plain HTTP), ``IBackendStatus`` (a service that can
-say whether its back ends are up) and ``IGatewayStatus`` (what health and metrics read).
+say whether its back ends are up), ``IMessageStats`` (a messaging service's counters) and
+``IGatewayStatus`` (what health, metrics and the status page read).
 """
 
 from __future__ import annotations

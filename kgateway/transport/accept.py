@@ -126,6 +126,12 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
     factory: GatewayWebSocketFactory
     session: ISession | None = None
     link: WebSocketLink | None = None
+    #: when the upgrade request arrived: the handshake time counts authentication too
+    requested: float | None = None
+
+    def connectionMade(self) -> None:
+        self.requested = self.factory.tracker.clock()
+        super().connectionMade()
 
     def onConnect(self, request: ConnectionRequest) -> Any:
         factory = self.factory
@@ -182,7 +188,8 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
                request: ConnectionRequest) -> defer.Deferred[Any]:
         factory = self.factory
         self.link = link = WebSocketLink(self, remote, principal=principal)
-        link.record = factory.tracker.add(factory.service.config.name, self, remote)
+        link.record = factory.tracker.add(factory.service.config.name, self, remote,
+                                          self.requested)
         self.session = factory.service.session(link)
         d = defer.maybeDeferred(self.session.negotiate, list(request.protocols))
 

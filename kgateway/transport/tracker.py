@@ -165,11 +165,18 @@ class ConnectionTracker:
 
     # -- connections -------------------------------------------------------------------------
 
-    def add(self, service: str, connection: ITrackedConnection, remote: str = "") -> Record:
-        """Track *connection*; its Record counts its bytes (``record.count(rx, tx)``)."""
+    def add(self, service: str, connection: ITrackedConnection, remote: str = "",
+            started: float | None = None) -> Record:
+        """Track *connection*; its Record counts its bytes (``record.count(rx, tx)``).
+
+        *started*: when the client's request arrived (the tracker's clock), if before now
+        (a WebSocket is tracked once authenticated; its handshake time starts earlier).
+        """
         self.live.setdefault(service, set()).add(connection)
+        now = self.clock()
         record = Record(service, connection, remote, self._service(service).totals,
-                        self.clock(), self.wall())
+                        now if started is None else started,
+                        self.wall() - (0.0 if started is None else now - started))
         self.records[id(connection)] = record
         self.accepted[service] = self.accepted.get(service, 0) + 1
         return record

@@ -103,3 +103,15 @@ def test_back_end_notes_reach_tracked_links_only() -> None:
     note_backend(object(), "tcp://b:1")
     assert isinstance(tracked.record, Record) and tracked.record.backend == "tcp://b:1"
     NO_RECORD.count(1, 1)  # counts nowhere
+
+
+def test_a_connection_tracked_after_its_request_counts_its_handshake_from_the_request() -> None:
+    clock = Clock()
+    tracker = ConnectionTracker(clock=clock, wall=lambda: 1000.0 + clock.now)
+    conn = Conn()
+    clock.now = 2.0  # authenticated 2 s after the upgrade request arrived at 0
+    record = tracker.add("svc", conn, started=0.0)
+    assert record.started == 0.0 and record.wall == 1000.0
+    clock.now = 2.5
+    tracker.opened(conn)
+    assert tracker.handshakes()["svc"].sum == 2.5
