@@ -1,6 +1,6 @@
 """Service ``status``: a live page for the people who run the gateway.
 
-    GET /status             -> 301 /status/
+    GET /status             -> 302 /status/
     GET /status/            -> the page (status_page/index.html), which polls:
     GET /status/status.json -> {"gateway": {...}, "health": "degraded", "services": [...],
                                 "connections": [...], "errors": [...]}

@@ -130,7 +130,8 @@ function render(data) {
 async function poll() {
   const updated = $("updated");
   try {
-    const response = await fetch("status.json", { cache: "no-store" });
+    // The page's query goes along: a realm reading a token from the query sees it here too.
+    const response = await fetch("status.json" + location.search, { cache: "no-store" });
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
     render(await response.json());
     updated.dataset.state = "connected";

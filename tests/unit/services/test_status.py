@@ -101,7 +101,7 @@ def test_json_page_script_redirect_and_404(tmp_path: Path) -> None:
     assert code == 200 and b'<script src="status.js"' in body
     assert request.responseHeaders.getRawHeaders(b"content-type")[0].startswith(b"text/html")
     code, request, body = get(status, b"status.js")
-    assert code == 200 and b'fetch("status.json"' in body
+    assert code == 200 and b'fetch("status.json" + location.search' in body
     code, request, _ = get(status, uri=b"/status")
     assert code in (301, 302)
     assert request.responseHeaders.getRawHeaders(b"location") == [b"/status/"]
