@@ -10,6 +10,8 @@ setup(
     python_requires=">=3.11",
     # twisted.plugins is a namespace shared with Twisted: list it, never add __init__.py.
     packages=find_packages(include=["kgateway", "kgateway.*"]) + ["twisted.plugins"],
+    # the status service's page (kgateway.services.status)
+    package_data={"kgateway.services": ["status_page/*"]},
     install_requires=[
         "twisted[tls]>=24.7",
         "autobahn>=24.4",
@@ -21,6 +23,8 @@ setup(
         "argon2-cffi>=23.1",
         "PyJWT[crypto]>=2.8",
         "ldaptor>=21.2",
+        # kgateway.services.metrics: the exposition formats, process metrics
+        "prometheus-client>=0.20",
     ],
     extras_require={
         "test": ["pytest", "pytest-timeout", "hypothesis", "pika", "stomp.py>=8.1",

@@ -64,6 +64,8 @@ class Target:
     active: int = 0
     probing: bool = False
     last_error: str = ""
+    #: connects to it that failed, since start (probes not included)
+    failures: int = 0
 
     def __str__(self) -> str:
         return str(self.uri)
@@ -119,6 +121,7 @@ class Balancer:
 
     def failed(self, target: Target, why: str) -> None:
         """A connect to *target* failed: stop offering it until a probe says it is back."""
+        target.failures += 1
         self._mark(target, False, why)
 
     def _mark(self, target: Target, up: bool, why: str) -> None:
@@ -136,8 +139,8 @@ class Balancer:
     # state for the health service
 
     def status(self) -> dict[str, dict[str, Any]]:
-        return {str(t): {"up": t.up, "active": t.active, **({"error": t.last_error}
-                                                           if not t.up else {})}
+        return {str(t): {"up": t.up, "active": t.active, "connect_failures": t.failures,
+                         **({"error": t.last_error} if not t.up else {})}
                 for t in self.targets}
 
     def reachable(self) -> bool:

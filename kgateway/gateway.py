@@ -21,7 +21,7 @@ from typing import Any
 
 from twisted.application import service
 from twisted.internet import defer, task
-from twisted.logger import Logger
+from twisted.logger import Logger, globalLogPublisher
 
 from kgateway.auth.gate import Constraint, Gate
 from kgateway.auth.portal import build_portal
@@ -76,7 +76,7 @@ class GatewayService(service.MultiService):
         identity = security_identity(security) if security.has_identity else None
         self.connector = connector if connector is not None else Connector(
             reactor, truststore=security.truststore_file, identity=identity)
-        self.status = GatewayStatus(self.tracker, worker)
+        self.status = GatewayStatus(self.tracker, worker, backplanes=self.connector.backplanes)
         self.listeners = Listeners(reactor, security, identity, self.tracker,
                                    reuse_port=worker is not None)
         # Enterprise Shield, internal side: reverse connections dialled out to the DMZ
@@ -120,6 +120,8 @@ class GatewayService(service.MultiService):
         super().privilegedStartService()
 
     def startService(self) -> None:
+        # The status page's recent warnings and errors, while this gateway runs.
+        globalLogPublisher.addObserver(self.status.recent)
         super().startService()
         for svc in self.status.services.values():
             svc.start()
@@ -184,3 +186,4 @@ class GatewayService(service.MultiService):
             yield defer.maybeDeferred(svc.stop)
         yield super().stopService()
         log.info("kgateway stopped")
+        globalLogPublisher.removeObserver(self.status.recent)

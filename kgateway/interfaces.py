@@ -18,7 +18,8 @@ The optional hooks the gateway looks for are declared here too: ``IFastPathSessi
 session whose WebSocket clients may take the fast data path), ``IGoingAway`` (a session's
 goodbye before a drain closes it), ``ITrackedConnection`` (what the tracker can end),
 ``IHTTPService`` (a service that serves plain HTTP), ``IBackendStatus`` (a service that can
-say whether its back ends are up) and ``IGatewayStatus`` (what health and metrics read).
+say whether its back ends are up), ``IMessageStats`` (a messaging service's counters) and
+``IGatewayStatus`` (what health, metrics and the status page read).
 """
 
 from __future__ import annotations
@@ -195,6 +196,15 @@ class IBackendStatus(Interface):
         """False while none of its targets is reachable."""
 
 
+class IMessageStats(Interface):
+    """A messaging service's counters (jms) that metrics and the status page report."""
+
+    def message_stats() -> dict[str, int]:
+        """``broker_subscriptions`` (shared), ``client_subscriptions`` (all of its clients'),
+        ``topic_client_subscriptions`` (those the shared ones serve), ``messages_delivered``
+        and ``slow_consumers`` (clients dropped) since start."""
+
+
 class IGatewayStatus(Interface):
     """The narrow view of the running gateway that health and metrics read."""
 
@@ -202,3 +212,6 @@ class IGatewayStatus(Interface):
     worker = Attribute("This worker's number with --workers, else None.")
     tracker = Attribute("The ConnectionTracker: live connections and counters per service.")
     services = Attribute("Service name -> IGatewayService, in configuration order.")
+    backplanes = Attribute("The DMZ gateway's Enterprise Shield Backplanes, or None.")
+    recent = Attribute("The recent warnings and errors (a bounded ring), or None.")
+    started = Attribute("When the gateway was built, as time.time().")

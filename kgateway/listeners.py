@@ -36,7 +36,7 @@ from kgateway.transport import tls
 from kgateway.transport.accept import GatewayWebSocketFactory, StreamServerFactory
 from kgateway.transport.handshake import GatewaySite
 from kgateway.transport.proxyproto import ProxyProtocolEndpoint
-from kgateway.transport.tracker import ConnectionTracker
+from kgateway.transport.tracker import PROXY, TLS, ConnectionTracker
 from kgateway.transport.udp import UDPServerProtocol
 from kgateway.web import Router
 from kgateway.workers import ReusePortServerEndpoint
@@ -110,13 +110,13 @@ class Listeners:
             listener.stream_service = svc
             return
         if listener.router is None:
-            listener.router = Router()
+            listener.router = Router(self.tracker.refuse)
         if uri.is_websocket:
             factory = GatewayWebSocketFactory(svc, uri, self.reactor, self.tracker, gate)
             listener.router.add_websocket(uri.path, WebSocketResource(factory))
         else:
             assert IHTTPService.providedBy(svc), f"{config.type} serves no HTTP"
-            listener.router.add_folder(uri.path, svc.http_resource(), gate)
+            listener.router.add_folder(uri.path, svc.http_resource(), gate, config.name)
 
     def add_backplane(self, backplane: Backplane, config: ServiceConfig) -> None:
         """The DMZ side of a reverse+wss:// connect: a wss listener requiring client certs."""
@@ -201,13 +201,17 @@ class Listeners:
                                                     interface=address)
         # Outside TLS: a balancer's PROXY header precedes the TLS handshake. With "none" it
         # refuses clients forging a header (transport.proxyproto).
+        # Refused before a path picks a service: counted for the port's services together.
+        services = ",".join(listener.names)
         endpoint = ProxyProtocolEndpoint(endpoint, listener.proxy_protocol, self.reactor,
-                                         listener.describe())
+                                         listener.describe(),
+                                         lambda: self.tracker.refuse(services, PROXY))
         if tls_options is not None:
             endpoint = tls.TLSServerEndpoint(
                 endpoint, tls_options, ", ".join(listener.names), reactor=self.reactor,
                 handshake_timeout=listener.tls_handshake_timeout, counts=self.tracker,
-                refusal_log=self.tracker.refusal_log(self.reactor.seconds))
+                refusal_log=self.tracker.refusal_log(self.reactor.seconds),
+                on_refused=lambda: self.tracker.refuse(services, TLS))
         return endpoint
 
 

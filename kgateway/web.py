@@ -12,6 +12,7 @@ handshake, ``transport.accept``.)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.cred.error import LoginFailed
@@ -34,17 +35,20 @@ class Router(resource.Resource):
 
     isLeaf = True
 
-    def __init__(self) -> None:
+    def __init__(self, on_refused: Callable[[str, str], None] | None = None) -> None:
         super().__init__()
         self.websockets: dict[bytes, resource.IResource] = {}
-        self.folders: list[tuple[list[bytes], resource.IResource, Gate | None]] = []
+        self.folders: list[tuple[list[bytes], resource.IResource, Gate | None, str]] = []
+        #: on_refused(service, reason) for each 401/403 of a guarded folder (the tracker)
+        self.on_refused = on_refused
 
     def add_websocket(self, path: str, target: resource.IResource) -> None:
         self.websockets[path.encode()] = target
 
-    def add_folder(self, path: str, target: resource.IResource, gate: Gate | None = None) -> None:
+    def add_folder(self, path: str, target: resource.IResource, gate: Gate | None = None,
+                   service: str = "") -> None:
         segments = [s.encode() for s in path.strip("/").split("/") if s]
-        self.folders.append((segments, target, gate))
+        self.folders.append((segments, target, gate, service))
         self.folders.sort(key=lambda item: -len(item[0]))
 
     def render(self, request: IRequest) -> bytes | int:
@@ -59,17 +63,25 @@ class Router(resource.Resource):
                 return b"426 Upgrade Required: this is a WebSocket endpoint.\n"
             return target.render(request)
         segments = request.postpath
-        for prefix, folder, gate in self.folders:
+        for prefix, folder, gate, service in self.folders:
             if segments[: len(prefix)] == prefix:
                 request.prepath, request.postpath = prefix[:], segments[len(prefix):]
                 if gate is not None:
-                    return _guarded(request, gate, folder)
+                    return _guarded(request, gate, folder, self._refusals(service))
                 return resource.getChildForRequest(folder, request).render(request)
         return _NOT_FOUND.render(request)
 
+    def _refusals(self, service: str) -> Callable[[str], None] | None:
+        on_refused = self.on_refused
+        if on_refused is None:
+            return None
+        return lambda reason: on_refused(service, reason)
 
-def _guarded(request: IRequest, gate: Gate, folder: resource.IResource) -> int:
-    """Render *folder* for *request* once its credentials pass *gate*; 401/403 otherwise."""
+
+def _guarded(request: IRequest, gate: Gate, folder: resource.IResource,
+             on_refused: Callable[[str], None] | None = None) -> int:
+    """Render *folder* for *request* once its credentials pass *gate*; 401/403 otherwise
+    (*on_refused* gets "auth" or "forbidden")."""
     headers = {name.decode("latin-1").lower(): values[0].decode("latin-1")
                for name, values in request.requestHeaders.getAllRawHeaders() if values}
 
@@ -78,6 +90,8 @@ def _guarded(request: IRequest, gate: Gate, folder: resource.IResource) -> int:
                  method=request.method.decode("latin-1", "replace"),
                  path=request.path.decode("latin-1", "replace"),
                  peer=str(request.getClientAddress()), reason=why)
+        if on_refused is not None:
+            on_refused("auth" if code == 401 else "forbidden")
         request.setResponseCode(code)
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
         if code == 401:

@@ -31,6 +31,7 @@ from kgateway.auth.principal import Principal
 from kgateway.config import ServiceConfig
 from kgateway.interfaces import ConnectError, IConnector, IGoingAway, ILink, ILinkReceiver, ISession
 from kgateway.timers import NamedTimers
+from kgateway.transport.tracker import note_backend
 
 log = Logger()
 
@@ -49,6 +50,15 @@ class AmqpHost(Protocol):
     #: the service's realm and constraint, if it has a <realm-name>
     gate: Gate | None
 
+    def broker_connected(self) -> None:
+        """A client's broker connection is up (the broker is reachable)."""
+
+    def broker_released(self) -> None:
+        """A client's broker connection, once up, has ended."""
+
+    def broker_failed(self, why: str) -> None:
+        """A client's broker connection could not be made."""
+
 
 _LEVELS = {"info": log.info, "warn": log.warn}
 #: the reason links report for a clean TCP close (IPeer.closed only passes the text)
@@ -64,6 +74,7 @@ class AmqpSession:
         self.service = service
         self.client = client
         self.broker: ILink | None = None
+        self._holding = False  # counted in the service's active broker connections
         self.timers = NamedTimers(service.reactor)
         principal = client.principal
         self.relay = AmqpRelay(self, service.relay_settings, client_address=client.remote,
@@ -117,6 +128,9 @@ class AmqpSession:
 
         def connected(broker: ILink) -> None:
             self.broker = broker
+            self._holding = True
+            service.broker_connected()
+            note_backend(self.client, str(target))
             limit = service.pending_limit
             for link in (self.client, broker):
                 link.set_write_limit(limit)
@@ -127,6 +141,7 @@ class AmqpSession:
 
         def failed(reason: Failure) -> None:
             reason.trap(ConnectError)
+            service.broker_failed(reason.getErrorMessage())
             self.relay.broker_failed(f"cannot connect to {target}: {reason.getErrorMessage()}")
 
         d.addCallbacks(connected, failed)
@@ -158,7 +173,13 @@ class AmqpSession:
             # The broker may still owe a Close-Ok: its reads must not stay throttled.
             self.broker.resume_reading()
 
+    def _release(self) -> None:
+        if self._holding:
+            self._holding = False
+            self.service.broker_released()
+
     def close_broker(self, reason: str) -> None:
+        self._release()
         broker, self.broker = self.broker, None
         if broker is not None:
             broker.close(1000, reason)
@@ -180,6 +201,7 @@ class AmqpSession:
         self.relay.broker_data(data)
 
     def broker_closed(self, reason: str) -> None:
+        self._release()
         self.broker = None
         self.relay.broker_lost(reason, clean=reason == _CLEAN)
 

@@ -148,6 +148,8 @@ class BrokerConnection:
         #: fired by the first CONNECTED after start(), or failed with BrokerRefused
         self._started: defer.Deferred[None] | None = None
         self.last_error = ""
+        #: connects that failed (TCP, TLS) since start, for metrics
+        self.failures = 0
         #: False while the broker link's write buffer is over ``write_limit``
         self.writable = True
         #: the sessions sending through this connection, paused while it is not writable
@@ -164,6 +166,11 @@ class BrokerConnection:
     @property
     def stopped(self) -> bool:
         return self.state is State.STOPPED
+
+    @property
+    def buffered(self) -> int:
+        """Bytes of frames kept for the broker until it is back (the outage buffer)."""
+        return self._outbox_bytes
 
     # -- life cycle ----------------------------------------------------------------------
 
@@ -226,6 +233,7 @@ class BrokerConnection:
                         broker=str(self.settings.uri), label=self.label)
         # Whatever went wrong, keep trying: a connection that stops retrying is an outage.
         self.last_error = reason.getErrorMessage()
+        self.failures += 1
         log.warn("jms: broker {broker} ({label}) unreachable: {reason}; retrying in "
                  "{delay:.1f}s", broker=str(self.settings.uri), label=self.label,
                  reason=self.last_error, delay=self._delay)

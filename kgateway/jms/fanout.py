@@ -61,12 +61,23 @@ class SharedTopic:
     to_client: Callable[[str], str] = str
 
 
+@dataclass
+class Deliveries:
+    """What a jms service's clients were sent, since start (for metrics)."""
+
+    #: MESSAGE frames written to clients (topic fan-out and queues)
+    messages: int = 0
+    #: clients disconnected as slow consumers (maximum.pending.bytes)
+    slow_consumers: int = 0
+
+
 class TopicFanout:
     """Shares broker topic subscriptions among clients, ref-counted per (topic, selector)."""
 
     def __init__(self, connections: Sequence[BrokerConnection],
                  caches: dict[str, int] | None = None) -> None:
         self.connections = list(connections)
+        self.deliveries = Deliveries()
         self.topics: dict[tuple[str, str | None], SharedTopic] = {}
         #: broker destination -> last-value cache size
         self.caches = dict(caches or {})
@@ -129,6 +140,10 @@ class TopicFanout:
             for message in list(topic.cache):
                 member.deliver(message)
         return topic
+
+    def subscriptions(self) -> tuple[int, int]:
+        """(broker subscriptions, client subscriptions they serve) of the shared topics."""
+        return len(self.topics), sum(len(t.members) for t in self.topics.values())
 
     def remove(self, topic: SharedTopic, member: TopicMember) -> None:
         topic.members.pop(id(member), None)

@@ -65,8 +65,13 @@ from kgateway.protocols.stomp import (
     parse_heartbeat,
 )
 from kgateway.timers import Heartbeat as HeartbeatTimer
+from kgateway.transport.tracker import note_backend
 
 log = Logger()
+
+#: a CONNECTED header of the gateway's own: "connected", or "unavailable" while the broker
+#: is down and the client's frames wait in the outage buffer
+BROKER_HEADER = "kgateway-broker"
 
 #: WebSocket subprotocols, best first
 SUBPROTOCOLS = ("v12.stomp", "v11.stomp", "v10.stomp", "stomp")
@@ -236,6 +241,7 @@ class JmsSession:
         """Take back-pressure from *connection* (the one this client sends through)."""
         self.connection.readers.discard(self)
         self.connection = connection
+        note_backend(self.link, f"{connection.settings.uri} ({connection.label})")
         connection.readers.add(self)
         self.set_reading(connection.writable)
 
@@ -331,6 +337,7 @@ class JmsSession:
         if self.paused and topic:
             self.overflow += len(data)
             if self.overflow > self.limit:
+                self.service.fanout.deliveries.slow_consumers += 1
                 self.fail("slow consumer",
                           f"more than {self.limit} bytes of topic messages waited for this "
                           "client (maximum.pending.bytes); it was disconnected so it cannot "
@@ -454,6 +461,10 @@ class JmsSession:
 
     def _opened(self, headers: list[tuple[str, str]], receipt: str | None) -> None:
         self.state = State.OPEN
+        # Not STOMP: tells a client (the tutorial page) that its SENDs wait in the gateway's
+        # outage buffer until the broker is back; clients that do not know it ignore it.
+        headers = [*headers, (BROKER_HEADER, "connected" if self.connection.connected
+                                             else "unavailable")]
         self.send_frame(Frame("CONNECTED", headers))
         self.receipt(receipt)
         self._heartbeat = HeartbeatTimer(self.service.reactor, self.heartbeat_send,
@@ -708,6 +719,7 @@ class JmsSession:
         headers = [("subscription", sub.id)]
         if sub.ack != "auto" and self.version == "1.2":
             headers.append(("ack", message.frame.get("message-id") or ""))
+        self.service.fanout.deliveries.messages += 1
         self.write(message.prepared(self.version).render(headers), message.text_ok, topic=True)
 
     def _queue_message(self, sub: ClientSubscription, frame: Frame, epoch: int) -> None:
@@ -726,6 +738,7 @@ class JmsSession:
             if name == "destination" or name == "reply-to":
                 value = to_client(value, self.tag)
             headers.append((name, value))
+        self.service.fanout.deliveries.messages += 1
         self.send_frame(Frame("MESSAGE", headers, frame.body))
         if sub.ack == "auto":
             if self.paused:

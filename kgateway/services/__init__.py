@@ -13,13 +13,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from kgateway.config import GatewayConfig, load
-from kgateway.services import amqp, directory, echo, health, jms, metrics, proxy
+from kgateway.services import amqp, directory, echo, health, jms, metrics, proxy, status
 from kgateway.services.base import ServiceType
 
 SERVICE_TYPES: Mapping[str, ServiceType] = {
     t.name: t for t in (echo.SERVICE_TYPE, directory.SERVICE_TYPE, proxy.SERVICE_TYPE,
                         amqp.SERVICE_TYPE, health.SERVICE_TYPE, jms.SERVICE_TYPE,
-                        metrics.SERVICE_TYPE)
+                        metrics.SERVICE_TYPE, status.SERVICE_TYPE)
 }
 
 

@@ -19,8 +19,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from zope.interface import implementer
+
 from kgateway.amqp.relay import RelaySettings
 from kgateway.amqp.session import AmqpSession
+from kgateway.balancer import Balancer
 from kgateway.config import (
     ConfigError,
     PathResolver,
@@ -29,7 +32,7 @@ from kgateway.config import (
     parse_duration,
     parse_size,
 )
-from kgateway.interfaces import ILink
+from kgateway.interfaces import IBackendStatus, ILink
 from kgateway.protocols.amqp import FRAME_MIN_SIZE
 from kgateway.services.base import (
     BackendService,
@@ -79,15 +82,27 @@ PROPERTIES = {
     # once the gateway has authenticated the client (needs <realm-name>)
     "broker.login": PropertySpec(str, None),
     "broker.passcode": PropertySpec(str, None),
+    # TCP probe of the broker (kgateway.balancer) for health and metrics; 0: only at start,
+    # then the outcome of each client's connect says whether the broker is up
+    "connect.probe.interval": PropertySpec(parse_duration, 0.0),
 }
 
 
+@implementer(IBackendStatus)
 class AmqpService(BackendService):
-    """An AmqpHost for its sessions."""
+    """An AmqpHost for its sessions; says whether the broker is up (IBackendStatus): a probe
+    at start (and every ``connect.probe.interval``), then every client's connect outcome."""
 
     def __init__(self, context: ServiceContext) -> None:
         super().__init__(context)
         s = self.settings
+        config = context.config
+        # One target: the balancer only keeps its state, its failures and its probe.
+        self.balancer = Balancer(self.reactor, config.connects,
+                                 probe_interval=s["connect.probe.interval"],
+                                 probe_timeout=config.connect_options["connect.timeout"],
+                                 name=config.name)
+        self.broker = self.balancer.targets[0]
         self.pending_limit: int = s["maximum.pending.bytes"]
         credentials = None
         if s["broker.login"] is not None:
@@ -102,6 +117,30 @@ class AmqpService(BackendService):
 
     def session(self, link: ILink) -> AmqpSession:
         return AmqpSession(self, link)
+
+    def broker_connected(self) -> None:
+        self.balancer.connected(self.broker)
+
+    def broker_released(self) -> None:
+        self.balancer.released(self.broker)
+
+    def broker_failed(self, why: str) -> None:
+        self.balancer.failed(self.broker, why)
+
+    def backend_status(self) -> dict[str, Any]:
+        return self.balancer.status()
+
+    def backend_reachable(self) -> bool:
+        return self.balancer.reachable()
+
+    def start(self) -> None:
+        if self.balancer.probe_interval > 0:
+            self.balancer.start()
+        else:
+            self.balancer.probe_all()
+
+    def stop(self) -> None:
+        self.balancer.stop()
 
 
 def _check(config: ServiceConfig, resolve: PathResolver) -> Mapping[str, Any]:

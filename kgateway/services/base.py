@@ -10,6 +10,7 @@ own config, the whole gateway config, and the Connector it reaches back ends thr
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -26,12 +27,14 @@ from kgateway.config import (
     ServiceConfig,
 )
 from kgateway.interfaces import (
+    IBackendStatus,
     IConnector,
     IGatewayService,
     IGatewayStatus,
     ILink,
     ISession,
 )
+from kgateway.services.recent import RecentEvents
 from kgateway.transport.tracker import ConnectionTracker
 
 #: A property parser: text -> value, raising ValueError with a message saying what was expected.
@@ -86,13 +89,51 @@ def check_properties(config: ServiceConfig,
 @implementer(IGatewayStatus)
 @dataclass(eq=False)
 class GatewayStatus:
-    """The running gateway as health and metrics see it (IGatewayStatus): made by the
-    gateway before its services, filled in as they are built, ``draining`` set on SIGTERM."""
+    """The running gateway as health, metrics and the status page see it (IGatewayStatus):
+    made by the gateway before its services, filled in as they are built, ``draining`` set
+    on SIGTERM."""
 
     tracker: ConnectionTracker
     worker: int | None = None
     draining: bool = False
     services: dict[str, IGatewayService] = field(default_factory=dict)
+    #: a DMZ gateway's Enterprise Shield Backplanes (``ready_count()``), if it has any
+    backplanes: Any = None
+    #: the last warnings and errors, kept by an observer the gateway installs while running
+    recent: RecentEvents = field(default_factory=RecentEvents)
+    started: float = field(default_factory=time.time)
+
+    def shield_ready(self) -> dict[str, int]:
+        """Prepared reverse connections per backplane URI (empty without Enterprise Shield)."""
+        if self.backplanes is None:
+            return {}
+        ready: dict[str, int] = self.backplanes.ready_count()
+        return ready
+
+    def backends(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Per service with back ends, per target: ``{"up": bool, ...}``.
+
+        What the services say (``IBackendStatus``: proxy targets, the amqp.proxy broker, the
+        jms broker connections), and for a DMZ gateway's ``reverse+wss://`` connects the
+        reverse connections ready (``"ready"``): with none ready no client can be served.
+        """
+        ready = self.shield_ready()
+        out: dict[str, dict[str, dict[str, Any]]] = {}
+        for name, svc in self.services.items():
+            status: dict[str, dict[str, Any]] = {}
+            if IBackendStatus.providedBy(svc):
+                status = {target: dict(state) for target, state in svc.backend_status().items()}
+            for uri in svc.config.connects:
+                if uri.is_reverse:
+                    count = ready.get(str(uri), 0)
+                    entry = status.setdefault(str(uri), {})
+                    entry.update(up=count > 0, ready=count)
+                    entry.pop("error", None)
+                    if count == 0:
+                        entry["error"] = "no reverse connection from the internal gateway ready"
+            if status:
+                out[name] = status
+        return out
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from types import MappingProxyType
 from typing import Any
 
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from kgateway.config import (
     URI,
@@ -35,8 +36,8 @@ from kgateway.config import (
     parse_size,
     parse_uri,
 )
-from kgateway.interfaces import ILink
-from kgateway.jms.broker import BrokerConnection, BrokerSettings
+from kgateway.interfaces import IBackendStatus, ILink, IMessageStats
+from kgateway.jms.broker import BrokerConnection, BrokerSettings, State
 from kgateway.jms.destinations import DestinationMap
 from kgateway.jms.fanout import TopicFanout
 from kgateway.jms.session import JmsSession
@@ -220,9 +221,11 @@ def _check(config: ServiceConfig, resolve: PathResolver) -> JmsSettings:
         virtual_host=values["broker.virtual.host"], caches=MappingProxyType(caches))
 
 
+@implementer(IBackendStatus, IMessageStats)
 class JmsService(BackendService):
     """The running service, a JmsHost for its sessions: shared broker connections, topic
-    fan-out, sessions."""
+    fan-out, sessions. Health and metrics see its shared broker connections as its back end
+    (up while one is CONNECTED, degraded while some are not) and its fan-out's counters."""
 
     def __init__(self, context: ServiceContext) -> None:
         super().__init__(context)
@@ -263,6 +266,36 @@ class JmsService(BackendService):
 
     def dedicated_connection(self, client_id: str, tag: str) -> BrokerConnection:
         return self._connection(f"{self.config.name} client-id {client_id} ({tag})", client_id)
+
+    def backend_status(self) -> dict[str, dict[str, object]]:
+        connections = self.connections
+        up = [c for c in connections if c.state is State.CONNECTED]
+        entry: dict[str, object] = {
+            "up": bool(up),
+            "connections": len(connections),
+            "connected": len(up),
+            "clients": len(self.sessions),
+            "buffered": sum(c.buffered for c in connections),
+            "connect_failures": sum(c.failures for c in connections),
+        }
+        errors = sorted({c.last_error for c in connections
+                         if c.state is not State.CONNECTED and c.last_error})
+        if errors:
+            entry["error"] = "; ".join(errors)
+        if up and len(up) < len(connections):
+            entry["degraded"] = True
+        return {str(self.settings.broker): entry}
+
+    def backend_reachable(self) -> bool:
+        return any(c.state is State.CONNECTED for c in self.connections)
+
+    def message_stats(self) -> dict[str, int]:
+        broker_subs, client_subs = self.fanout.subscriptions()
+        return {"broker_subscriptions": broker_subs,
+                "client_subscriptions": sum(len(s.subscriptions) for s in self.sessions),
+                "topic_client_subscriptions": client_subs,
+                "messages_delivered": self.fanout.deliveries.messages,
+                "slow_consumers": self.fanout.deliveries.slow_consumers}
 
     def start(self) -> None:
         log.info("jms service {service}: broker {broker} over {count} STOMP connection(s)",

@@ -37,6 +37,7 @@ from kgateway.interfaces import (
     ISession,
 )
 from kgateway.services.base import BackendService, PropertySpec, ServiceContext, ServiceType
+from kgateway.transport.tracker import note_backend
 
 log = Logger()
 
@@ -97,6 +98,7 @@ class ProxySession:
             backend.pause_reading()  # until the client is open too: bounds self.early
             self.target = chosen
             balancer.connected(chosen)
+            note_backend(self.client, str(target))
             if backend.is_websocket:
                 return backend.protocol
             return offered[0] if offered else None

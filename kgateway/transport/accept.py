@@ -48,7 +48,13 @@ from kgateway.transport.admission import Limits
 from kgateway.transport.fastws import FastWebSocketLink
 from kgateway.transport.forwarded import forwarded_client
 from kgateway.transport.links import StreamLink, configure_websocket, format_address
-from kgateway.transport.tracker import ConnectionTracker, session_going_away
+from kgateway.transport.tracker import (
+    AUTH,
+    FORBIDDEN,
+    ORIGIN,
+    ConnectionTracker,
+    session_going_away,
+)
 
 log = Logger()
 
@@ -78,7 +84,7 @@ class StreamServerProtocol(Protocol):
             self.transport.abortConnection()
             return
         self.link = link = StreamLink(self)
-        self.tracker.add(self.service.config.name, self)
+        link.record = self.tracker.add(self.service.config.name, self, link.remote)
         self.session = self.service.session(link)
         # Nothing is read until the session is ready (e.g. its back end is connected).
         self.transport.pauseProducing()
@@ -88,6 +94,7 @@ class StreamServerProtocol(Protocol):
     def _ready(self, _: object) -> None:
         if self.session is None or not self.transport.connected:
             return
+        self.tracker.opened(self)
         self.session.opened()
         self.transport.resumeProducing()
 
@@ -98,6 +105,7 @@ class StreamServerProtocol(Protocol):
 
     def dataReceived(self, data: bytes) -> None:
         self.received += len(data)
+        self.link.record.count(len(data), 0)
         if self.session is not None:
             self.session.received(data, True)
 
@@ -141,6 +149,12 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
     link: FastWebSocketLink | None = None
     #: the link, once the connection has left Autobahn for the fast data path (fastws.py)
     fast: FastWebSocketLink | None = None
+    #: when the upgrade request arrived: the handshake time counts authentication too
+    requested: float | None = None
+
+    def connectionMade(self) -> None:
+        self.requested = self.factory.tracker.clock()
+        super().connectionMade()
 
     def onConnect(self, request: ConnectionRequest) -> Any:
         factory = self.factory
@@ -152,6 +166,7 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
         self.admit(remote)  # limits and rate first (transport.admission): 503 or 429
         reason = factory.origin_refusal(request)
         if reason:
+            factory.tracker.refuse(factory.service.config.name, ORIGIN)
             raise ConnectionDeny(ConnectionDeny.FORBIDDEN, reason)
         if factory.gate is None:
             return self._admit(None, remote, request)
@@ -167,6 +182,7 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
         def deny(code: int, why: str) -> ConnectionDeny:
             log.info("{service}: refusing {peer}: {reason}", service=service, peer=remote,
                      reason=why)
+            self.factory.tracker.refuse(service, AUTH if code == UNAUTHORIZED else FORBIDDEN)
             if code == UNAUTHORIZED:
                 self.refusal_headers = [("WWW-Authenticate", gate.challenge())]
             return ConnectionDeny(code, why)
@@ -196,7 +212,8 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
                request: ConnectionRequest) -> defer.Deferred[Any]:
         factory = self.factory
         self.link = link = FastWebSocketLink(self, remote, principal=principal)
-        factory.tracker.add(factory.service.config.name, self)
+        link.record = factory.tracker.add(factory.service.config.name, self, remote,
+                                          self.requested)
         self.session = factory.service.session(link)
         d = defer.maybeDeferred(self.session.negotiate, list(request.protocols))
 
@@ -216,6 +233,7 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
             if mode is not None:
                 link.take_over(session, stream=mode == "stream")
                 self.fast = link
+        self.factory.tracker.opened(self)
         session.opened()
         if self.fast is not None:
             self.fast.start()
@@ -236,6 +254,8 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         if self.session is not None:
+            if self.link is not None:
+                self.link.record.count(len(payload), 0)
             self.session.received(payload, isBinary)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:

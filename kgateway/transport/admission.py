@@ -194,7 +194,7 @@ class Counts(Protocol):
 
     def release(self, connection: object) -> None: ...
 
-    def count_refusal(self, service: str, reason: str) -> None: ...
+    def refuse(self, service: str, reason: str) -> None: ...
 
 
 class ServiceGate:
@@ -227,7 +227,7 @@ class ServiceGate:
 def refused(counts: Counts, refusal_log: RefusalLog, service: str, peer: str, reason: str,
             message: str) -> None:
     """Count a refusal, and log it unless a flood of them is being summed up."""
-    counts.count_refusal(service, reason)
+    counts.refuse(service, reason)
     unlogged = refusal_log.should_log(service, reason)
     if unlogged is None:
         return

@@ -150,6 +150,7 @@ class FastWebSocketLink(WebSocketLink):
 
     def data_received(self, data: bytes) -> None:
         self._octets_in += len(data)
+        self.record.count(len(data), 0)
         heartbeat = self._heartbeat
         if heartbeat is not None:
             heartbeat.heard()
@@ -242,6 +243,7 @@ class FastWebSocketLink(WebSocketLink):
 
     def _write_frame(self, frame: bytes) -> None:
         self._octets_out += len(frame)
+        self.record.count(0, len(frame))
         self.transport.write(frame)
 
     def write(self, data: bytes, binary: bool = True) -> None:
@@ -253,6 +255,7 @@ class FastWebSocketLink(WebSocketLink):
             return
         frame = codec.send_data(data, binary)
         self._octets_out += len(frame[0]) + len(data)
+        self.record.count(0, len(frame[0]) + len(data))
         self.transport.writeSequence(frame)
 
     def close(self, code: int = NORMAL, reason: str = "") -> None:

@@ -3,7 +3,8 @@
     StreamLink      tcp/ssl (and a PROXY-protocol or TLS wrapper): bytes on a transport
     WebSocketLink   ws/wss, either side: one WebSocket message per write
 
-Both set TCP_NODELAY on the socket under any wrapper, and put the write limit on the
+Both count what they write on the tracker's Record of a client connection (``record``;
+links to back ends count nowhere). Both set TCP_NODELAY on the socket under any wrapper, and put the write limit on the
 socket transport that owns the buffer.
 """
 
@@ -23,6 +24,7 @@ from zope.interface import implementer
 
 from kgateway.config import Options, format_hostport
 from kgateway.interfaces import INTERNAL_ERROR, NORMAL, UNSENDABLE, ILink
+from kgateway.transport.tracker import NO_RECORD
 
 
 def format_address(address: IAddress) -> str:
@@ -46,6 +48,8 @@ class _LinkBase:
     protocol: str | None = None
     #: who the client proved to be at the handshake (kgateway.auth), if anyone
     principal: Any = None
+    #: the tracker's Record of a client connection, which counts its bytes as they go
+    record: Any = NO_RECORD
 
     def __init__(self, proto: Any, remote: str | None = None) -> None:
         self._proto = proto
@@ -88,6 +92,7 @@ class StreamLink(_LinkBase):
 
     def write(self, data: bytes, binary: bool = True) -> None:
         self.sent += len(data)
+        self.record.count(0, len(data))
         self.transport.write(data)
 
     def close(self, code: int = NORMAL, reason: str = "") -> None:
@@ -107,6 +112,7 @@ class WebSocketLink(_LinkBase):
 
     def write(self, data: bytes, binary: bool = True) -> None:
         if self._proto.state == self._proto.STATE_OPEN:
+            self.record.count(0, len(data))
             self._proto.sendMessage(data, isBinary=binary)
 
     def close(self, code: int = NORMAL, reason: str = "") -> None:

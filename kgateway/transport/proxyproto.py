@@ -20,6 +20,7 @@ The header itself is parsed by the sans-IO ``kgateway.protocols.proxy_protocol``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.address import IPv4Address, IPv6Address
@@ -129,6 +130,8 @@ class ProxyProtocolWrapper(policies.ProtocolWrapper):
                  accept=self.factory.describe, why=why)
         self.refused = True
         self.pending = b""
+        if self.factory.on_refused is not None:
+            self.factory.on_refused()
         self.transport.abortConnection()
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
@@ -155,11 +158,14 @@ class ProxyProtocolFactory(policies.WrappingFactory):
     protocol = ProxyProtocolWrapper
     noisy = False
 
-    def __init__(self, wrappedFactory: Any, mode: str, reactor: Any, describe: str = "") -> None:
+    def __init__(self, wrappedFactory: Any, mode: str, reactor: Any, describe: str = "",
+                 on_refused: Callable[[], None] | None = None) -> None:
         super().__init__(wrappedFactory)
         self.mode = mode
         self.reactor = reactor
         self.describe = describe
+        #: called for each refused connection (the tracker counts it)
+        self.on_refused = on_refused
 
 
 class ProxyProtocolEndpoint:
@@ -168,12 +174,15 @@ class ProxyProtocolEndpoint:
     It wraps the TCP endpoint, under any TLS: ``TCP( PROXY( TLS( site ) ) )``.
     """
 
-    def __init__(self, endpoint: Any, mode: str, reactor: Any, describe: str = "") -> None:
+    def __init__(self, endpoint: Any, mode: str, reactor: Any, describe: str = "",
+                 on_refused: Callable[[], None] | None = None) -> None:
         self.endpoint = endpoint
         self.mode = mode
         self.reactor = reactor
         self.describe = describe
+        self.on_refused = on_refused
 
     def listen(self, factory: Any) -> Any:
         return self.endpoint.listen(
-            ProxyProtocolFactory(factory, self.mode, self.reactor, self.describe))
+            ProxyProtocolFactory(factory, self.mode, self.reactor, self.describe,
+                                 self.on_refused))

@@ -17,7 +17,7 @@ untrusted, expired, or a missing client certificate (``ClientTLS.explain`` on co
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -300,12 +300,14 @@ class TLSServerEndpoint:
     handshake has not finished by then is dropped: Twisted's TLSMemoryBIOProtocol has no
     such bound, and a client that sends half a ClientHello would otherwise hold its socket
     (and, on ``ssl://`` accepts, its session) for as long as TCP lets it. Such drops are
-    counted and logged like admission refusals (*counts*, *refusal_log*).
+    counted and logged like admission refusals (*counts*, *refusal_log*); a client refused in
+    the handshake itself (no or a bad certificate) is reported to *on_refused*.
     """
 
     def __init__(self, endpoint: Any, options: Any, services: str = "", *,
                  reactor: Any = None, handshake_timeout: float = 0.0,
-                 counts: Any = None, refusal_log: Any = None) -> None:
+                 counts: Any = None, refusal_log: Any = None,
+                 on_refused: Callable[[], None] | None = None) -> None:
         self.endpoint = endpoint
         self.options = options
         self.services = services
@@ -313,11 +315,14 @@ class TLSServerEndpoint:
         self.handshake_timeout = handshake_timeout if reactor is not None else 0.0
         self.counts = counts
         self.refusal_log = refusal_log
+        #: called for each client refused in the handshake (the tracker counts it)
+        self.on_refused = on_refused
 
     def listen(self, factory: Any) -> Deferred[IListeningPort]:
         tls_factory = _LoggingTLSFactory(self.options, False, factory)
         tls_factory.services = self.services
         tls_factory.endpoint = self
+        tls_factory.on_refused = self.on_refused
         result: Deferred[IListeningPort] = self.endpoint.listen(tls_factory)
         return result
 
@@ -372,6 +377,8 @@ class _LoggingTLSProtocol(TLSMemoryBIOProtocol):
             log.info("TLS client {peer} refused by {services}: {reason}",
                      peer=format_address(transport.getPeer()),
                      services=self.factory.services, reason=why)
+            if self.factory.on_refused is not None:
+                self.factory.on_refused()
         super()._tlsShutdownFinished(reason)
 
 
@@ -379,3 +386,4 @@ class _LoggingTLSFactory(TLSMemoryBIOFactory):
     protocol = _LoggingTLSProtocol
     services = ""
     endpoint: TLSServerEndpoint | None = None
+    on_refused: Callable[[], None] | None = None

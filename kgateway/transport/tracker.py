@@ -1,9 +1,25 @@
-"""Live client connections per service, and the access-log line each one ends with.
+"""Live client connections per service, their counters, and the access-log line each ends with.
+
+    accept adapter --add(service, conn, remote)--> Record  (one per client connection)
+         |  record.count(rx, tx) as bytes flow   ----------> Totals of its service (live)
+         |  tracker.opened(record)               ----------> handshake-time histogram
+         +- tracker.ended(service, conn, ...)    ----------> duration histogram, access log
+    refusals before a session exists  --refuse(service, reason)--> refused[service][reason]
 
 Whatever accepts clients (the accept adapters, udp:// accepts, Enterprise Shield's reverse
 connections) adds each connection when it connects and ends it through :meth:`ended`, which
-also writes the access log. Health and metrics count them; a drain ends the rest
-(``ITrackedConnection``: ``going_away()`` then ``abort()``).
+also writes the access log. Health, metrics and the status page read the counters; a drain
+ends the connections (``ITrackedConnection``: ``going_away()`` then ``abort()``).
+
+Bytes are counted as they flow, cheaply: each connection's :class:`Record` adds to its own
+counters and to its service's :class:`Totals` (four integer additions per chunk, no
+lookups). Paths that have no record (a fast data path batching its counts) call
+:meth:`ConnectionTracker.count`. At :meth:`ended` whatever the caller reports beyond what
+was counted live (WebSocket framing and handshake bytes, paths that only count at the end)
+is added, so the totals end up at the wire-level numbers the access log shows.
+
+The histograms are plain bucket counts (what a Prometheus histogram exposes), kept here so
+that this floor needs no metrics library: ``kgateway.services.metrics`` renders them.
 
 Admission (``transport.admission``) counts here too: each service's gate, the connections
 it admitted per service and per client host (held from admission until they end, including
@@ -12,7 +28,10 @@ those refused later, by origin or authentication), and the refusals per service 
 
 from __future__ import annotations
 
+import bisect
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.internet import defer
@@ -23,25 +42,130 @@ from kgateway.transport.admission import Clock, Limits, RefusalLog, ServiceGate
 
 log = Logger()
 
+#: connection lifetimes, seconds: from a quick request to a day-long subscription
+DURATION_BUCKETS = (0.01, 0.1, 1.0, 10.0, 60.0, 600.0, 3600.0, 6 * 3600.0, 24 * 3600.0)
+#: from the client's request (WebSocket upgrade, TCP accept) until its session is open:
+#: authentication and the back-end connect are in there
+HANDSHAKE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+#: refusal reasons the gateway itself uses (the metrics' ``reason`` label)
+ORIGIN, AUTH, FORBIDDEN, TLS, PROXY = "origin", "auth", "forbidden", "tls", "proxy"
+
+
+class Histogram:
+    """Bucket counts, a sum and a count: a Prometheus histogram without the library."""
+
+    __slots__ = ("bounds", "counts", "sum", "count")
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = tuple(bounds)
+        self.counts = [0] * (len(self.bounds) + 1)  # the last one is +Inf
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.sum += value
+        self.count += 1
+
+    def cumulative(self) -> list[tuple[str, int]]:
+        """``[(le, cumulative count)...]`` ending with ``("+Inf", count)``."""
+        total, out = 0, []
+        for bound, n in zip((*(repr(float(b)) for b in self.bounds), "+Inf"), self.counts,
+                            strict=True):
+            total += n
+            out.append((bound, total))
+        return out
+
+
+class Totals:
+    """Bytes received from and sent to clients by one service, since start (live)."""
+
+    __slots__ = ("received", "sent")
+
+    def __init__(self) -> None:
+        self.received = 0
+        self.sent = 0
+
+
+class Record:
+    """One live client connection as the tracker, metrics and the status page see it."""
+
+    __slots__ = ("service", "connection", "remote", "started", "wall", "received", "sent",
+                 "handshake", "backend", "totals")
+
+    def __init__(self, service: str, connection: Any, remote: str, totals: Totals,
+                 started: float, wall: float) -> None:
+        self.service = service
+        self.connection = connection
+        self.remote = remote
+        self.started = started  # the tracker's clock (monotonic)
+        self.wall = wall  # time.time() at the start, for people
+        self.received = 0
+        self.sent = 0
+        self.handshake: float | None = None
+        #: the back end it is relayed to (a target URI, a broker connection), if any
+        self.backend = ""
+        self.totals = totals
+
+    def count(self, received: int, sent: int) -> None:
+        """Bytes that just flowed on this connection (payload or wire, as the caller sees)."""
+        self.received += received
+        self.sent += sent
+        totals = self.totals
+        totals.received += received
+        totals.sent += sent
+
+
+class _NoRecord:
+    """Where links not tracked (the gateway's own back-end links) count: nowhere."""
+
+    __slots__ = ()
+    backend = ""
+
+    def count(self, received: int, sent: int) -> None:
+        pass
+
+
+#: the record of a link nobody tracks
+NO_RECORD: Any = _NoRecord()
+
+
+def note_backend(link: Any, backend: str) -> None:
+    """Say which back end the client on *link* is relayed to (for the status page)."""
+    record = getattr(link, "record", None)
+    if isinstance(record, Record):
+        record.backend = backend
+
+
+@dataclass
+class _Service:
+    totals: Totals = field(default_factory=Totals)
+    duration: Histogram = field(default_factory=lambda: Histogram(DURATION_BUCKETS))
+    handshake: Histogram = field(default_factory=lambda: Histogram(HANDSHAKE_BUCKETS))
+
 
 class ConnectionTracker:
     """Live client connections per service: health and metrics count them, a drain ends them."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self.wall = wall
         self.live: dict[str, set[ITrackedConnection]] = {}
-        self._started: dict[int, float] = {}
+        self.records: dict[int, Record] = {}
         self._idle: list[defer.Deferred[None]] = []
-        #: since start, per service: connections accepted, bytes received and sent by
-        #: connections that have ended (the metrics service reports them)
+        self._services: dict[str, _Service] = {}
+        #: since start, per service: connections accepted
         self.accepted: dict[str, int] = {}
-        self.received: dict[str, int] = {}
-        self.sent: dict[str, int] = {}
+        #: since start, per service and reason: clients refused before a session was
+        #: made (origin, auth, forbidden, tls, proxy, and admission limits)
+        self.refused: dict[str, dict[str, int]] = {}
         #: admission: per service, the connections admitted and not yet ended, in all and
-        #: per client host; refusals per service and reason (for metrics)
+        #: per client host
         self.held_total: dict[str, int] = {}
         self.held_hosts: dict[str, dict[str, int]] = {}
         self._holds: dict[object, tuple[str, str]] = {}
-        self.refused: dict[str, dict[str, int]] = {}
         self.gates: dict[str, ServiceGate] = {}
         self._refusal_log: RefusalLog | None = None
 
@@ -86,26 +210,57 @@ class ConnectionTracker:
         if not hosts[host]:
             del hosts[host]
 
-    def count_refusal(self, service: str, reason: str) -> None:
-        reasons = self.refused.setdefault(service, {})
-        reasons[reason] = reasons.get(reason, 0) + 1
-
     # live connections
 
-    def add(self, service: str, connection: ITrackedConnection) -> None:
+    def _service(self, service: str) -> _Service:
+        entry = self._services.get(service)
+        if entry is None:
+            entry = self._services[service] = _Service()
+        return entry
+
+    # -- connections -------------------------------------------------------------------------
+
+    def add(self, service: str, connection: ITrackedConnection, remote: str = "",
+            started: float | None = None) -> Record:
+        """Track *connection*; its Record counts its bytes (``record.count(rx, tx)``).
+
+        *started*: when the client's request arrived (the tracker's clock), if before now
+        (a WebSocket is tracked once authenticated; its handshake time starts earlier).
+        """
         self.live.setdefault(service, set()).add(connection)
-        self._started[id(connection)] = time.monotonic()
+        now = self.clock()
+        record = Record(service, connection, remote, self._service(service).totals,
+                        now if started is None else started,
+                        self.wall() - (0.0 if started is None else now - started))
+        self.records[id(connection)] = record
         self.accepted[service] = self.accepted.get(service, 0) + 1
+        return record
+
+    def opened(self, connection: ITrackedConnection) -> None:
+        """*connection*'s session is open: its handshake time goes into the histogram."""
+        record = self.records.get(id(connection))
+        if record is not None and record.handshake is None:
+            record.handshake = self.clock() - record.started
+            self._service(record.service).handshake.observe(record.handshake)
 
     def ended(self, service: str, connection: ITrackedConnection, remote: str,
               received: int, sent: int, end: str) -> None:
-        """*connection* is gone: count its bytes and write its access-log line."""
-        started = self._started.pop(id(connection), None)
+        """*connection* is gone: count what its bytes add to the live counts, observe its
+        duration and write its access-log line. *received* and *sent* are its totals."""
+        record = self.records.pop(id(connection), None)
         self.live.get(service, set()).discard(connection)
         self.release(connection)
-        self.received[service] = self.received.get(service, 0) + received
-        self.sent[service] = self.sent.get(service, 0) + sent
-        duration = time.monotonic() - started if started is not None else 0.0
+        entry = self._service(service)
+        totals = entry.totals
+        if record is not None:
+            duration = self.clock() - record.started
+            totals.received += max(0, received - record.received)
+            totals.sent += max(0, sent - record.sent)
+            entry.duration.observe(duration)
+        else:
+            duration = 0.0
+            totals.received += received
+            totals.sent += sent
         log.info("access: service={service} peer={peer} duration={duration:.3f}s "
                  "bytes_in={received} bytes_out={sent} end={reason}", service=service,
                  peer=remote, duration=duration, received=received, sent=sent,
@@ -114,6 +269,37 @@ class ConnectionTracker:
             waiting, self._idle = self._idle, []
             for d in waiting:
                 d.callback(None)
+
+    # -- counters ------------------------------------------------------------------------------
+
+    def count(self, service: str, received: int, sent: int) -> None:
+        """Bytes of *service* counted outside a Record (batched by a fast path)."""
+        totals = self._service(service).totals
+        totals.received += received
+        totals.sent += sent
+
+    def refuse(self, service: str, reason: str) -> None:
+        """A client of *service* was refused for *reason* before any session existed."""
+        reasons = self.refused.setdefault(service, {})
+        reasons[reason] = reasons.get(reason, 0) + 1
+
+    @property
+    def received(self) -> dict[str, int]:
+        """Bytes received from clients per service, live connections included."""
+        return {name: s.totals.received for name, s in self._services.items()}
+
+    @property
+    def sent(self) -> dict[str, int]:
+        """Bytes sent to clients per service, live connections included."""
+        return {name: s.totals.sent for name, s in self._services.items()}
+
+    def durations(self) -> dict[str, Histogram]:
+        return {name: s.duration for name, s in self._services.items()}
+
+    def handshakes(self) -> dict[str, Histogram]:
+        return {name: s.handshake for name, s in self._services.items()}
+
+    # -- views ----------------------------------------------------------------------------------
 
     def counts(self) -> dict[str, int]:
         return {name: len(conns) for name, conns in self.live.items()}

@@ -26,6 +26,7 @@ async function open(name) {
   await page.goto(pageUrl);
   await page.click("#connect");
   await page.waitForSelector("#status[data-state=connected]", WAIT);
+  check(await page.isHidden("#broker"), "no broker notice while the broker is up");
   return page;
 }
 

@@ -60,3 +60,23 @@ def test_two_browsers_message_and_rolled_back_transaction(page_url: str) -> None
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
     line = json.loads(result.stdout.strip().splitlines()[-1])
     assert line["ok"] and line["delivered"] == 4, line
+
+
+def test_the_page_says_when_the_broker_is_unavailable_and_messages_wait(web_root: str) -> None:
+    if not shutil.which("node") or not os.path.exists("/usr/bin/chromium"):
+        pytest.skip("needs node and /usr/bin/chromium")
+    http, closed = free_port(), free_port()
+    with GatewayProcess(gateway_xml([
+        service_xml("directory", f"http://127.0.0.1:{http}/", name="web",
+                    properties=f"<directory>{web_root}</directory>"),
+        service_xml("jms", f"ws://127.0.0.1:{http}/jms", f"stomp://127.0.0.1:{closed}",
+                    name="jms"),
+    ]), args=["--drain-grace", "0"], name="jms-outage-browser") as gateway:
+        gateway.wait_for("jms: broker .* unreachable")
+        result = subprocess.run(["node", os.path.join(ROOT, "tests", "browser",
+                                                      "jms-outage.mjs"),
+                                 f"http://127.0.0.1:{http}/jms/"],
+                                cwd=ROOT, capture_output=True, text=True, timeout=90)
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    line = json.loads(result.stdout.strip().splitlines()[-1])
+    assert line["ok"] and "(1 waiting)" in line["notice"], line

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -65,15 +66,16 @@ def test_default_config_serves_health_and_metrics(default_gateway) -> None:  # t
     gw, port = default_gateway
     ws = websocket.create_connection(f"ws://localhost:{port}/echo", timeout=10)
     code, body, headers = http_get(f"http://localhost:{port}/health")
-    assert code == 200 and b'"status": "ok"' in body
+    # degraded while the brokers of the jms and amqp services are unreachable (or connecting)
+    assert code == 200 and json.loads(body)["status"] in ("ok", "degraded")
     code, body, headers = http_get(f"http://localhost:{port}/metrics")
     assert code == 200 and headers["Content-Type"].startswith("text/plain; version=0.0.4")
     samples = dict(line.rsplit(" ", 1) for line in body.decode().splitlines()
                    if not line.startswith("#"))
     # At least ours (an earlier test's connection may still be closing).
-    assert int(samples['kgateway_connections{service="echo",type="echo"}']) >= 1
-    assert int(samples['kgateway_connections_accepted_total{service="echo",type="echo"}']) >= 1
-    assert samples["kgateway_draining"] == "0"
+    assert float(samples['kgateway_connections{service="echo",type="echo"}']) >= 1
+    assert float(samples['kgateway_connections_accepted_total{service="echo",type="echo"}']) >= 1
+    assert float(samples["kgateway_draining"]) == 0
     ws.close()
 
 

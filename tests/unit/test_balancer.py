@@ -173,7 +173,8 @@ def test_a_failed_connect_moves_the_client_to_the_next_target(tmp_path: Path) ->
     connector.calls[1][1].callback(FakeLink(websocket=False))
     assert results == [None]
     assert service.backend_status()["tcp://a:1"]["up"] is False
-    assert service.backend_status()["tcp://b:1"] == {"up": True, "active": 1}
+    assert service.backend_status()["tcp://b:1"] == {"up": True, "active": 1,
+                                                     "connect_failures": 0}
     session.closed(None, "")
     assert service.backend_status()["tcp://b:1"]["active"] == 0
     # The next client goes straight to b while a is down.

@@ -48,3 +48,17 @@ def test_drain_503_then_grace_then_listeners_close_then_1001(tmp_path: Path) -> 
 def test_without_health_or_clients_a_stop_is_immediate(tmp_path: Path) -> None:
     gw, _ = gateway(tmp_path, ECHO)
     assert gw.stopService().called
+
+
+def test_warnings_reach_the_status_ring_while_the_gateway_runs(tmp_path: Path) -> None:
+    from twisted.logger import Logger
+
+    gw, _ = gateway(tmp_path, ECHO)
+    assert gw.status.backplanes is gw.connector.backplanes and gw.status.shield_ready() == {}
+    log = Logger(namespace="test")
+    log.info("not kept")
+    log.warn("kept: {what}", what="a warning")
+    assert [e["text"] for e in gw.status.recent.recent()] == ["kept: a warning"]
+    assert gw.stopService().called
+    log.error("after the stop")
+    assert len(gw.status.recent.recent()) == 1  # the observer left with the gateway

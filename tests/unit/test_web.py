@@ -109,10 +109,12 @@ def test_unknown_path_without_a_root_folder_is_404() -> None:
 ])
 def test_a_guarded_http_service_asks_for_credentials(authorization: bytes | None, code: int,
                                                      body: bytes) -> None:
-    router = Router()
-    router.add_folder("/metrics", Marker(b"metrics"), memory_gate({"ops"}))
+    refused: list[tuple[str, str]] = []
+    router = Router(lambda service, reason: refused.append((service, reason)))
+    router.add_folder("/metrics", Marker(b"metrics"), memory_gate({"ops"}), "metrics")
     headers = {b"authorization": authorization} if authorization else {}
     got_code, got_body, request = render(router, b"/metrics", headers)
     assert (got_code, got_body) == (code, body)
+    assert refused == {401: [("metrics", "auth")], 403: [("metrics", "forbidden")]}.get(code, [])
     challenge = request.responseHeaders.getRawHeaders(b"www-authenticate")
     assert challenge == ([b'Basic realm="demo"'] if code == 401 else None)

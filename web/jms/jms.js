@@ -57,6 +57,36 @@
     updateTx(connected);
   }
 
+  // The broker behind the gateway. While it is unavailable the gateway keeps the page's
+  // messages (its outage buffer) and sends them once it is back; each plain SEND asks for a
+  // receipt, so a receipt that does not come within a second means the broker is away.
+  const broker = $("broker");
+  const waiting = new Map(); // receipt id -> timer
+  let brokerState = "hidden";
+
+  function setBroker(state) {
+    brokerState = state;
+    broker.hidden = state === "hidden" || state === "up";
+    broker.dataset.state = state === "unavailable" ? "connecting" : "connected";
+    broker.dataset.broker = state;
+    const n = waiting.size;
+    broker.textContent = state === "unavailable"
+      ? `broker unavailable: the gateway buffers messages until it is back` +
+        (n ? ` (${n} waiting)` : "")
+      : "";
+  }
+
+  function watchReceipt(headers) {
+    const id = `send-${Math.random().toString(36).slice(2)}`;
+    headers.receipt = id;
+    waiting.set(id, setTimeout(() => setBroker("unavailable"), 1000));
+    client.watchForReceipt(id, () => {
+      clearTimeout(waiting.get(id));
+      waiting.delete(id);
+      if (brokerState === "unavailable") setBroker(waiting.size ? "unavailable" : "up");
+    });
+  }
+
   function updateTx(connected) {
     const open = connected && transaction !== null;
     $("txBegin").disabled = !connected || open;
@@ -76,6 +106,8 @@
       reconnectDelay: 0,
       onConnect: (frame) => {
         setState("connected", `connected (STOMP ${frame.headers.version})`);
+        // kgateway says whether its broker connection is up; other servers say nothing.
+        setBroker(frame.headers["kgateway-broker"] === "unavailable" ? "unavailable" : "up");
         addLine("connected", `CONNECTED to ${$("url").value}`,
                 { version: frame.headers.version });
       },
@@ -89,6 +121,8 @@
         renderSubscriptions();
         transaction = null;
         client = null;
+        waiting.clear();
+        setBroker("hidden");
         setState("disconnected");
       },
     });
@@ -153,6 +187,7 @@
       if (name) headers[name] = $(`prop${n}Value`).value;
     }
     if (inTransaction) headers.transaction = transaction.id;
+    else watchReceipt(headers);
     const params = { destination, headers };
     if ($("binary").checked) {
       params.binaryBody = new TextEncoder().encode(text);
@@ -161,6 +196,7 @@
       params.body = text;
     }
     client.publish(params);
+    if (brokerState === "unavailable") setBroker("unavailable"); // the count
     addLine("sent", `SENT to ${destination}${inTransaction ? " in " + transaction.id : ""}: ${text}`,
             { destination, body: text, transaction: inTransaction ? transaction.id : "" });
   }

@@ -489,3 +489,22 @@ def test_a_tune_ok_without_limit_is_relayed_with_the_gateways_cap(tmp_path: Path
     h.from_client(START_OK + A.method_frame(0, A.ConnectionTuneOk(2047, 0, 60)))
     assert h.broker_methods()[-1] == A.ConnectionTuneOk(2047, 65536, 60)
     assert h.session.relay.frame_max == 65536
+
+
+def test_connect_outcomes_say_whether_the_broker_is_up(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.from_client(A.PROTOCOL_HEADER)
+    h.connector.calls[0].d.errback(ConnectError("Connection refused"))
+    state = h.service.backend_status()["tcp://broker:5672"]
+    assert state["up"] is False and state["connect_failures"] == 1
+    assert state["error"] == "Connection refused" and not h.service.backend_reachable()
+    # a second client of the same service gets through: the broker is up again
+    client, broker = FakeLink(websocket=True), FakeLink(websocket=False)
+    session = h.service.session(client)
+    session.opened()
+    session.received(A.PROTOCOL_HEADER, True)
+    h.connector.calls[1].d.callback(broker)
+    state = h.service.backend_status()["tcp://broker:5672"]
+    assert state["up"] is True and state["active"] == 1
+    h.connector.calls[1].receiver.closed(None, "gone")
+    assert h.service.backend_status()["tcp://broker:5672"]["active"] == 0

@@ -485,3 +485,43 @@ def test_a_principal_from_the_handshake_needs_no_connect_credentials(gated) -> N
     session.opened()
     session.received(b"CONNECT\naccept-version:1.2\n\n\0", False)
     assert client_frames(link)[0].command == "CONNECTED"
+
+
+def test_connected_says_whether_the_broker_is_there_and_health_sees_the_outage(setup) -> None:  # type: ignore[no-untyped-def]
+    service, clock, broker, peer, blink = setup
+    _, link = client(service)
+    assert client_frames(link)[0].get("kgateway-broker") == "connected"
+    assert service.backend_status()["stomp://mq:61613"]["up"] is True
+    peer.closed(None, "connection reset")  # the broker goes away
+    late, late_link = client(service)
+    assert client_frames(late_link)[0].get("kgateway-broker") == "unavailable"
+    late.received(b"SEND\ndestination:/queue/q\n\nwaits\0", False)  # kept for the broker
+    state = service.backend_status()["stomp://mq:61613"]
+    assert state["up"] is False and state["buffered"] > 0 and state["clients"] == 2
+    assert service.backend_reachable() is False
+    clock.advance(1)  # the first retry
+    broker.dials[-1][1].errback(ConnectError("Connection refused"))
+    state = service.backend_status()["stomp://mq:61613"]
+    assert state["connect_failures"] == 1 and state["error"] == "Connection refused"
+    clock.advance(2)  # the next, after a doubled delay
+    broker.accept()
+    state = service.backend_status()["stomp://mq:61613"]
+    assert state["up"] is True and state["buffered"] == 0 and "error" not in state
+
+
+def test_deliveries_and_slow_consumers_are_counted(setup) -> None:  # type: ignore[no-untyped-def]
+    service, _, broker, peer, blink = setup
+    slow, slow_link = client(service)
+    fast, _ = client(service)
+    for s in (slow, fast):
+        s.received(b"SUBSCRIBE\ndestination:/topic/t\nid:1\n\n\0", False)
+    stats = service.message_stats()
+    assert stats["broker_subscriptions"] == 2  # /topic/t, and the cached topic kept for good
+    assert stats["topic_client_subscriptions"] == stats["client_subscriptions"] == 2
+    [sub] = [f for f in broker.sent(blink, "SUBSCRIBE") if f.get("destination") == "/topic/t"]
+    slow_link.producer.pauseProducing()
+    for n in range(3):
+        broker_message(peer, sub.get("id") or "", b"y" * 600, "/topic/t", mid=f"ID:{n}")
+    stats = service.message_stats()
+    assert stats["slow_consumers"] == 1
+    assert stats["messages_delivered"] == 5  # 3 to the fast client, 2 before the slow one went

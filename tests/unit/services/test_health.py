@@ -79,3 +79,60 @@ def test_draining_is_503(tmp_path: Path) -> None:
     status.draining = True
     code, body = get(status.services["health"])
     assert code == 503 and body["status"] == "draining"
+
+
+BROKERS = ("<service><name>stomp</name><accept>ws://127.0.0.1:8000/jms</accept><type>jms</type>"
+           "<connect>stomp://127.0.0.1:61613</connect></service>"
+           "<service><name>amqp</name><accept>ws://127.0.0.1:8000/amqp</accept>"
+           "<type>amqp.proxy</type><connect>tcp://127.0.0.1:5672</connect></service>")
+
+
+def test_a_broker_down_makes_health_degraded_still_200(tmp_path: Path) -> None:
+    from kgateway.jms.broker import State
+
+    status = services(tmp_path, HEALTH.format(props="") + BROKERS)
+    stomp: Any = status.services["stomp"]
+    amqp: Any = status.services["amqp"]
+    # jms: its broker connection is not CONNECTED (yet, or any more)
+    code, body = get(status.services["health"])
+    assert code == 200 and body["status"] == "degraded" and body["down"] == ["stomp"]
+    assert body["backends"]["stomp"]["stomp://127.0.0.1:61613"]["up"] is False
+    stomp.connections[0].state = State.CONNECTED
+    code, body = get(status.services["health"])
+    assert code == 200 and body["status"] == "ok" and "down" not in body
+    # amqp.proxy: a client's connect to RabbitMQ failed
+    amqp.broker_failed("Connection refused")
+    code, body = get(status.services["health"])
+    assert code == 200 and body["status"] == "degraded" and body["down"] == ["amqp"]
+    assert body["backends"]["amqp"]["tcp://127.0.0.1:5672"] == {
+        "up": False, "active": 0, "connect_failures": 1, "error": "Connection refused"}
+    amqp.broker_connected()
+    assert get(status.services["health"])[1]["status"] == "ok"
+
+
+def test_require_backends_covers_brokers(tmp_path: Path) -> None:
+    from kgateway.jms.broker import State
+
+    props = "<properties><require.backends>true</require.backends></properties>"
+    status = services(tmp_path, HEALTH.format(props=props) + BROKERS)
+    stomp: Any = status.services["stomp"]
+    code, body = get(status.services["health"])
+    assert code == 503 and body["status"] == "unavailable" and body["unreachable"] == ["stomp"]
+    stomp.connections[0].state = State.CONNECTED
+    assert get(status.services["health"])[0] == 200
+
+
+def test_jms_with_some_connections_down_is_degraded_not_unreachable(tmp_path: Path) -> None:
+    from kgateway.jms.broker import State
+
+    props = "<properties><require.backends>true</require.backends></properties>"
+    two = BROKERS.replace("</connect></service>",
+                          "</connect><properties><connection.count>2</connection.count>"
+                          "</properties></service>", 1)
+    status = services(tmp_path, HEALTH.format(props=props) + two)
+    stomp: Any = status.services["stomp"]
+    stomp.connections[0].state = State.CONNECTED
+    code, body = get(status.services["health"])
+    assert code == 200 and body["status"] == "degraded" and "unreachable" not in body
+    state = body["backends"]["stomp"]["stomp://127.0.0.1:61613"]
+    assert state["connected"] == 1 and state["connections"] == 2 and state["degraded"] is True

@@ -64,6 +64,12 @@ def test_a_websocket_client_reaches_its_session_and_is_tracked(tmp_path: Path) -
         client_proto.sendMessage(b"\x00\x01", isBinary=True)
         pump.flush()
         assert ("message", b"\x00\x01", True) in client.events
+        # counted as they flow, before the close: echo runs on the fast data path
+        # (fastws.py), which counts wire octets: 2 payload + 6 header (masked, from the
+        # client); "hi" and the echo, each with its 2-octet header, to the client
+        assert server.tracker.received == {"echo": 8}
+        assert server.tracker.sent == {"echo": 8}
+        assert server.tracker.handshakes()["echo"].count == 1
         client_proto.sendClose(1000)
         pump.flush()
     assert client.events[-1][:2] == ("close", 1000)
@@ -77,6 +83,7 @@ def test_a_foreign_origin_is_refused_with_403(tmp_path: Path) -> None:
     _, client, _ = connect(server, headers={"Origin": "http://evil.test"})
     assert not any(e[0] == "open" for e in client.events)
     assert server.tracker.total() == 0 and server.tracker.accepted == {}
+    assert server.tracker.refused == {"echo": {"origin": 1}}
 
 
 def test_a_cross_site_constraint_admits_its_origin(tmp_path: Path) -> None:
@@ -176,12 +183,14 @@ def test_a_gated_handshake_without_credentials_gets_401_and_the_challenge(tmp_pa
 
 
 def test_wrong_credentials_get_401_and_a_missing_role_403(tmp_path: Path) -> None:
-    wrong = raw_handshake(gated_factory(tmp_path, memory_gate()),
-                          "Authorization: " + basic("alice", "nope") + "\r\n")
+    factory = gated_factory(tmp_path, memory_gate())
+    wrong = raw_handshake(factory, "Authorization: " + basic("alice", "nope") + "\r\n")
     assert wrong.startswith(b"HTTP/1.1 401 ")
-    forbidden = raw_handshake(gated_factory(tmp_path, memory_gate({"ops"})),
-                              "Authorization: " + basic("bob", "hunter2") + "\r\n")
+    assert factory.tracker.refused == {"echo": {"auth": 1}}
+    factory = gated_factory(tmp_path, memory_gate({"ops"}))
+    forbidden = raw_handshake(factory, "Authorization: " + basic("bob", "hunter2") + "\r\n")
     assert forbidden.startswith(b"HTTP/1.1 403 ") and b"WWW-Authenticate" not in forbidden
+    assert factory.tracker.refused == {"echo": {"forbidden": 1}}
 
 
 def test_good_credentials_put_the_principal_on_the_link(tmp_path: Path) -> None:

@@ -30,10 +30,13 @@ class Recorder(Protocol):
         self.lost = True
 
 
-def connect(mode: str) -> tuple[Any, Recorder, StringTransport, MemoryReactorClock]:
+def connect(mode: str, refusals: list[str] | None = None
+            ) -> tuple[Any, Recorder, StringTransport, MemoryReactorClock]:
     reactor = MemoryReactorClock()
     inner = Recorder()
-    factory = ProxyProtocolFactory(Factory.forProtocol(lambda: inner), mode, reactor, "test")
+    on_refused = (lambda: refusals.append("proxy")) if refusals is not None else None
+    factory = ProxyProtocolFactory(Factory.forProtocol(lambda: inner), mode, reactor, "test",
+                                   on_refused)
     proto = factory.buildProtocol(IPv4Address("TCP", "10.0.0.2", 51000))
     transport = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.2", 51000))
     proto.makeConnection(transport)
@@ -61,9 +64,11 @@ def test_local_header_keeps_the_socket_peer_and_trailing_bytes() -> None:
 
 
 def test_a_client_without_a_header_is_refused() -> None:
-    proto, inner, transport, _ = connect("v1")
+    refusals: list[str] = []
+    proto, inner, transport, _ = connect("v1", refusals)
     proto.dataReceived(b"GET / HTTP/1.1\r\n")
     assert transport.disconnecting and inner.peer is None and inner.data == b""
+    assert refusals == ["proxy"]  # counted (the listener gives it to the tracker)
 
 
 def test_a_silent_client_is_refused_after_the_header_timeout() -> None:

@@ -97,3 +97,24 @@ def test_shield_reverse_connections_report_an_expired_dmz_certificate(tmp_path: 
     retries = [e for e in events if "retrying" in e.get("log_format", "")]
     assert retries and retries[0]["why"] == \
         "TLS certificate verification failed (expired certificate)"
+
+
+def test_a_client_refused_in_the_handshake_is_counted(tmp_path: Path) -> None:
+    from kgateway.transport.tls import _LoggingTLSFactory
+
+    cert, key = make_certificate(str(tmp_path), "gw.test")
+    refusals: list[str] = []
+    server = _LoggingTLSFactory(server_options(load_identity(cert, key)), False,
+                                Factory.forProtocol(Protocol))
+    server.on_refused = lambda: refusals.append("tls")
+    # a client that speaks no TLS at all
+    _, _, pump = iosim.connectedServerAndClient(
+        lambda: server.buildProtocol(None), lambda: _Garbage())
+    pump.flush()
+    assert refusals == ["tls"]
+
+
+class _Garbage(Protocol):
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        self.transport.write(b"GET / HTTP/1.1\r\nHost: gw.test\r\n\r\n")
