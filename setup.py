@@ -21,10 +21,12 @@ setup(
         "argon2-cffi>=23.1",
         "PyJWT[crypto]>=2.8",
         "ldaptor>=21.2",
+        # kgateway certs: the private CA and certificates
+        "cryptography>=42",
     ],
     extras_require={
         "test": ["pytest", "pytest-timeout", "hypothesis", "pika", "stomp.py>=8.1",
-                 "websocket-client", "websockets", "mypy", "mypy-zope", "ruff", "cryptography"],
+                 "websocket-client", "websockets", "mypy", "mypy-zope", "ruff"],
     },
     entry_points={"console_scripts": ["kgateway = kgateway.cli:main"]},
 )

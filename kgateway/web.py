@@ -8,6 +8,10 @@ serves gets 404. A plain HTTP service with a ``<realm-name>`` (health, metrics, 
 directory) asks for credentials like any web server: 401 with the realm's challenge, 403
 for a user without the required role. (WebSocket services authenticate in their own
 handshake, ``transport.accept``.)
+
+A HEAD request (a balancer's monitor: ``HEAD /health``) is rendered as a GET whose body is
+dropped, with its Content-Length kept: twisted.web would otherwise warn on every one that
+the resource "is returning a message body".
 """
 
 from __future__ import annotations
@@ -38,16 +42,34 @@ class Router(resource.Resource):
         super().__init__()
         self.websockets: dict[bytes, resource.IResource] = {}
         self.folders: list[tuple[list[bytes], resource.IResource, Gate | None]] = []
+        #: path prefix segments -> service name, for the HTTP access line
+        self.names: dict[tuple[bytes, ...], str] = {}
 
     def add_websocket(self, path: str, target: resource.IResource) -> None:
         self.websockets[path.encode()] = target
 
-    def add_folder(self, path: str, target: resource.IResource, gate: Gate | None = None) -> None:
+    def add_folder(self, path: str, target: resource.IResource, gate: Gate | None = None,
+                   name: str | None = None) -> None:
         segments = [s.encode() for s in path.strip("/").split("/") if s]
         self.folders.append((segments, target, gate))
         self.folders.sort(key=lambda item: -len(item[0]))
+        if name is not None:
+            self.names[tuple(segments)] = name
 
     def render(self, request: IRequest) -> bytes | int:
+        if request.method != b"HEAD":
+            return self._render(request)
+        request.method = b"GET"
+        try:
+            body = self._render(request)
+        finally:
+            request.method = b"HEAD"  # later writes (NOT_DONE_YET) send headers only
+        if isinstance(body, bytes):
+            request.setHeader(b"content-length", b"%d" % len(body))
+            return b""
+        return body
+
+    def _render(self, request: IRequest) -> bytes | int:
         path = request.path
         target = self.websockets.get(path)
         if target is not None:
@@ -62,6 +84,7 @@ class Router(resource.Resource):
         for prefix, folder, gate in self.folders:
             if segments[: len(prefix)] == prefix:
                 request.prepath, request.postpath = prefix[:], segments[len(prefix):]
+                request.kgateway_service = self.names.get(tuple(prefix))  # type: ignore[attr-defined]
                 if gate is not None:
                     return _guarded(request, gate, folder)
                 return resource.getChildForRequest(folder, request).render(request)

@@ -64,6 +64,8 @@ class AmqpSession:
         self.service = service
         self.client = client
         self.broker: ILink | None = None
+        #: the broker, once connected (the access log's ``target=``)
+        self.target: Any = None
         self.timers = NamedTimers(service.reactor)
         principal = client.principal
         self.relay = AmqpRelay(self, service.relay_settings, client_address=client.remote,
@@ -117,6 +119,7 @@ class AmqpSession:
 
         def connected(broker: ILink) -> None:
             self.broker = broker
+            self.target = target
             limit = service.pending_limit
             for link in (self.client, broker):
                 link.set_write_limit(limit)

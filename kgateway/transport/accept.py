@@ -39,7 +39,7 @@ from kgateway.transport.links import (
     configure_websocket,
     format_address,
 )
-from kgateway.transport.tracker import ConnectionTracker, session_going_away
+from kgateway.transport.tracker import ConnectionTracker, session_going_away, session_target
 
 log = Logger()
 
@@ -95,7 +95,7 @@ class StreamServerProtocol(Protocol):
         session, self.session = self.session, None
         why = reason.getErrorMessage() if reason else ""
         self.tracker.ended(self.service.config.name, self, self.link.remote, self.received,
-                           self.link.sent, why)
+                           self.link.sent, reason, target=session_target(session))
         if session is not None:
             session.closed(None, why)
 
@@ -200,6 +200,7 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         session, self.session = self.session, None
+        target = session_target(session)  # before closed(), which may forget it
         if session is not None:
             session.closed(code, reason or "")
         link, self.link = self.link, None
@@ -208,7 +209,7 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
             self.factory.tracker.ended(self.factory.service.config.name, self, link.remote,
                                        stats.incomingOctetsWireLevel,
                                        stats.outgoingOctetsWireLevel,
-                                       f"close {code}" if code else "dropped")
+                                       f"close={code}" if code else "dropped", target=target)
 
     def going_away(self) -> None:
         session_going_away(self.session)
@@ -220,6 +221,7 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
 
 
 class GatewayWebSocketFactory(WebSocketServerFactory):
+    noisy = False  # no "Starting factory" line per listener or connection
     protocol = GatewayWebSocketProtocol  # type: ignore[assignment]
 
     def __init__(self, service: IGatewayService, uri: URI, reactor: Any,
