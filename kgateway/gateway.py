@@ -283,8 +283,8 @@ class GatewayService(service.MultiService):
         added = set(new_by_name) - set(old_by_name)
         removed = set(old_by_name) - set(new_by_name)
         shield = sorted(n for n in (changed | added | removed) if any(
-            u.is_reverse for u in (new_by_name.get(n) or old_by_name[n]).connects) or any(
-            u.is_reverse for u in old_by_name[n].connects if n in old_by_name))
+            u.is_reverse for s in (new_by_name.get(n), old_by_name.get(n)) if s is not None
+            for u in s.connects))
         if shield:
             log.error("reload refused: Enterprise Shield backplane services cannot change "
                       "without a restart: {names}; the running configuration stays",
