@@ -201,6 +201,8 @@ class AmqpRelay:
         #: who the client is, once known (at the handshake, or from Start-Ok)
         self.user = user
         self._start_ok: ConnectionStartOk | None = None  # held while authenticating
+        #: the broker's Connection.Close during the handshake ("403 ACCESS_REFUSED - ...")
+        self._broker_refusal: str | None = None
         self.virtual_host: str | None = None
 
     # -- driver events ---------------------------------------------------------------------
@@ -275,7 +277,10 @@ class AmqpRelay:
         self.out.cancel_timer(BROKER_CLOSE_TIMER)
         if was is Phase.CLOSING or self.client_phase in (Phase.CLOSING, Phase.CLOSED):
             return
-        if clean:
+        if self._broker_refusal is not None:
+            # Its Connection.Close went to the client, which may not have answered yet.
+            self._close_client(WS_NORMAL, f"broker refused: {self._broker_refusal}")
+        elif clean:
             self._close_client(WS_NORMAL, "broker closed the connection")
         else:
             self.out.event("warn", f"broker connection lost: {reason}")
@@ -535,6 +540,12 @@ class AmqpRelay:
                         method = replace(method, frame_max=cap)
                         raw = method_frame(0, method)
                     self._tune = method
+                elif isinstance(method, ConnectionClose):
+                    # The broker refuses during the handshake (403 ACCESS_REFUSED for a
+                    # wrong password, 530 NOT_ALLOWED for a vhost): say why, once.
+                    self._broker_refusal = f"{method.reply_code} {method.reply_text}"
+                    self.out.event("warn", f"broker refused the connection: "
+                                           f"{self._broker_refusal}")
                 elif isinstance(method, ConnectionOpenOk):
                     self.broker_phase = Phase.OPEN
                     self.out.cancel_timer(HANDSHAKE_TIMER)

@@ -339,7 +339,8 @@ def test_a_broker_refusal_is_relayed_and_the_client_closed_when_the_broker_goes(
     h.from_client(CLOSE_OK)
     assert h.broker.messages[-1] == (CLOSE_OK, True)
     h.peer.closed(None, "Connection was closed cleanly.")
-    assert h.client.closes == [(1000, "broker closed the connection")]
+    # the close reason (and the gateway's log) say why the broker refused
+    assert h.client.closes == [(1000, "broker refused: 403 ACCESS_REFUSED - Login was refused")]
 
 
 @pytest.mark.parametrize("websocket", [True, False])
