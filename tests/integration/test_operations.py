@@ -306,6 +306,33 @@ def test_logs_an_operator_can_use(ports: tuple[int, int]) -> None:
         assert "non-clean fashion" not in text
 
 
+def test_a_wrong_broker_password_is_logged_with_the_broker_s_reason(rabbitmq) -> None:  # type: ignore[no-untyped-def]
+    import pika
+
+    host, broker_port = rabbitmq
+    web = free_port()
+    services = [service_xml("amqp.proxy", f"ws://127.0.0.1:{web}/amqp",
+                            f"tcp://{host}:{broker_port}", name="amqp")]
+    with GatewayProcess(gateway_xml(services), args=["--drain-grace", "0"],
+                        name="amqp-refused") as gw:
+        params = pika.URLParameters(f"amqp://guest:wrong@127.0.0.1:{broker_port}/")
+        with pytest.raises(pika.exceptions.ProbableAuthenticationError):
+            pika.BlockingConnection(params)  # the broker itself, for comparison
+        ws = websocket.create_connection(f"ws://127.0.0.1:{web}/amqp", timeout=10,
+                                          subprotocols=["amqp"])
+        ws.send_binary(b"AMQP\x00\x00\x09\x01")
+        ws.recv()  # Connection.Start
+        from kgateway.protocols import amqp as A
+
+        start_ok = A.ConnectionStartOk({}, "PLAIN", b"\x00guest\x00wrong", "en_US")
+        ws.send_binary(A.method_frame(0, start_ok))
+        gw.wait_for(r"amqp: 127\.0\.0\.1:\d+: broker refused the connection: 403 "
+                    r"ACCESS_REFUSED")
+        ws.close()
+        gw.wait_for(r"access: service=amqp .* target=tcp://")
+        assert "non-clean" not in gw.log()
+
+
 def test_log_format_json_has_the_same_fields() -> None:
     port = free_port()
     gw = GatewayProcess(_config(port), args=["--drain-grace", "0", "--log-format", "json"],
