@@ -20,7 +20,7 @@ $(BIN)/.installed: setup.py pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
 	# compat mode: the flat layout shares the twisted.plugins namespace with Twisted
-	$(BIN)/pip install -q --disable-pip-version-check \
+	$(BIN)/pip install --disable-pip-version-check --progress-bar off \
 		--config-settings editable_mode=compat -e '.[test]'
 	touch $@
 
