@@ -51,9 +51,10 @@ brokers-stop:
 	-scripts/activemq.sh stop
 	-scripts/rabbitmq.sh stop
 
-run: venv
+run:
 	@$(MAKE) --no-print-directory system || \
 		echo "kgateway: Debian packages missing (above); echo works, the tutorials need them"
+	@$(MAKE) --no-print-directory venv
 	@$(MAKE) --no-print-directory web || \
 		echo "kgateway: web/vendor/ not built; the AMQP and JMS tutorial pages need it"
 	@$(MAKE) --no-print-directory brokers || \
@@ -71,10 +72,10 @@ lint: venv
 unit: venv
 	$(BIN)/pytest -q tests/unit $(PYTEST_ARGS)
 
-test: venv system system-test web brokers lint
+test: system system-test venv web brokers lint
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
-bench: venv system web brokers
+bench: system venv web brokers
 	$(BIN)/python -m bench
 
 clean:

@@ -6,6 +6,7 @@
 #   scripts/system-deps.sh [run|test] --dry-run   say what would be installed; change nothing
 #
 # run (the default; `make run`): what running the gateway and its tutorials needs
+#   python3-venv      `make venv` (python3 -m venv); not on a fresh Debian 12
 #   rabbitmq-server   the AMQP 0-9-1 broker (scripts/rabbitmq.sh)
 #   activemq          the JMS broker, STOMP side (scripts/activemq.sh)
 #   libxstream-java   } on ActiveMQ's class path for STOMP replies that carry
@@ -26,7 +27,7 @@
 # apt's progress shown (a fresh machine takes a few minutes).
 set -euo pipefail
 
-RUN_PACKAGES=(rabbitmq-server activemq libxstream-java libjettison-java)
+RUN_PACKAGES=(python3-venv rabbitmq-server activemq libxstream-java libjettison-java)
 TEST_PACKAGES=(haproxy nginx-light chromium iptables iproute2 tinyproxy slapd ldap-utils)
 
 set_name=run mode=install
