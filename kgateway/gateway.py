@@ -359,8 +359,8 @@ class GatewayService(service.MultiService):
         """The graceful part of a stop (SIGTERM): see DrainSettings and README. After
         SIGINT: no grace, no waiting; open connections get 1001 at once."""
         self.status.draining = True
-        if self._watchdog is not None and self._watchdog.running:
-            self._watchdog.stop()
+        # The watchdog goes on pinging: a drain is the gateway working (TimeoutStopSec
+        # bounds it), not a hang.
         grace = self.drain.grace
         if grace is None:
             has_health = any(s.config.type == "health" for s in self.status.services.values())

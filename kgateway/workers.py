@@ -176,8 +176,6 @@ class WorkerSupervisor(service.Service):
     def stopService(self) -> defer.Deferred[None]:
         super().stopService()
         self.stopping = True
-        if self._watchdog is not None and self._watchdog.running:
-            self._watchdog.stop()
         self._notify("STOPPING=1", "STATUS=stopping: the workers drain")
         for worker, transport in self.workers.values():
             if not worker.ended:
