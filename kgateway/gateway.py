@@ -349,9 +349,9 @@ class GatewayService(service.MultiService):
             for connector in self.reverse_by_service[name]:
                 connector.start()
         log.info("reload: {file} applied: {added} added, {changed} changed, {removed} "
-                 "removed, {kept} unchanged", file=new.file,
+                 "removed, {kept} unchanged{worker}", file=new.file,
                  added=_names(added), changed=_names(changed), removed=_names(removed),
-                 kept=len(unchanged))
+                 kept=len(unchanged), worker=f" (worker {self.worker})" if self.worker else "")
         return True
 
     @defer.inlineCallbacks
