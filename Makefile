@@ -7,11 +7,11 @@ CONFIG ?= etc/gateway.xml
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv web system brokers brokers-stop run check lint unit test bench clean
+.PHONY: help venv web system system-test brokers brokers-stop run check lint unit test bench clean
 
 help:
-	@echo "make run    install everything, start the brokers, run the gateway on $(CONFIG)"
-	@echo "make test   install everything the tests need, then ruff, mypy and the whole suite"
+	@echo "make run    install what running needs, start the brokers, run the gateway on $(CONFIG)"
+	@echo "make test   install what the tests need too (HAProxy, Chromium...), ruff, mypy, the suite"
 	@echo "make check  validate $(CONFIG) without starting anything"
 	@echo "make unit   the fast unit tests only"
 	@echo "make bench  the benchmarks (figures go to bench/results/)"
@@ -20,23 +20,30 @@ $(BIN)/.installed: setup.py pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
 	# compat mode: the flat layout shares the twisted.plugins namespace with Twisted
-	$(BIN)/pip install -q --disable-pip-version-check \
+	$(BIN)/pip install --disable-pip-version-check --progress-bar off \
 		--config-settings editable_mode=compat -e '.[test]'
 	touch $@
 
-venv: $(BIN)/.installed
+venv:
+	@echo "==> [venv] Python environment in $(VENV) (first time: 1-2 min)"
+	@$(MAKE) --no-print-directory $(BIN)/.installed
 
-node_modules/.installed: package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
-	touch $@
+# What running needs (brokers, npm for web/vendor), before anything uses npm.
+system:
+	@echo "==> [system] Debian packages for running (first time as root: a few minutes)"
+	scripts/system-deps.sh run
 
-web: node_modules/.installed
+# What only the tests need on top (HAProxy, nginx, Chromium, slapd...).
+system-test:
+	@echo "==> [system-test] Debian packages for the tests"
+	scripts/system-deps.sh test
+
+web:
+	@echo "==> [web] browser clients for the tutorials (npm ci, then web/vendor/)"
 	scripts/vendor-web.sh
 
-system:
-	scripts/system-deps.sh
-
-brokers: system
+brokers:
+	@echo "==> [brokers] RabbitMQ and ActiveMQ on 127.0.0.1"
 	scripts/rabbitmq.sh start
 	scripts/activemq.sh start
 
@@ -44,10 +51,16 @@ brokers-stop:
 	-scripts/activemq.sh stop
 	-scripts/rabbitmq.sh stop
 
-run: venv web
+run:
+	@$(MAKE) --no-print-directory system || \
+		echo "kgateway: Debian packages missing (above); echo works, the tutorials need them"
+	@$(MAKE) --no-print-directory venv
+	@$(MAKE) --no-print-directory web || \
+		echo "kgateway: web/vendor/ not built; the AMQP and JMS tutorial pages need it"
 	@$(MAKE) --no-print-directory brokers || \
 		echo "kgateway: brokers not started; echo works, the AMQP and JMS tutorials need them"
-	$(BIN)/twistd -n --pidfile= kgateway -c $(CONFIG)
+	@echo "==> [gateway] $(BIN)/kgateway run $(CONFIG) (Ctrl-C stops it)"
+	$(BIN)/kgateway run $(CONFIG)
 
 check: venv
 	$(BIN)/kgateway check $(CONFIG)
@@ -59,10 +72,10 @@ lint: venv
 unit: venv
 	$(BIN)/pytest -q tests/unit $(PYTEST_ARGS)
 
-test: venv web brokers lint
+test: system system-test venv web brokers lint
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
-bench: venv web brokers
+bench: system venv web brokers
 	$(BIN)/python -m bench
 
 clean:

@@ -25,10 +25,12 @@ setup(
         "ldaptor>=21.2",
         # kgateway.services.metrics: the exposition formats, process metrics
         "prometheus-client>=0.20",
+        # kgateway certs: the private CA and certificates
+        "cryptography>=42",
     ],
     extras_require={
         "test": ["pytest", "pytest-timeout", "hypothesis", "pika", "stomp.py>=8.1",
-                 "websocket-client", "websockets", "mypy", "mypy-zope", "ruff", "cryptography"],
+                 "websocket-client", "websockets", "mypy", "mypy-zope", "ruff"],
     },
     entry_points={"console_scripts": ["kgateway = kgateway.cli:main"]},
 )

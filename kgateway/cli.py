@@ -1,5 +1,12 @@
 """The ``kgateway`` command.
 
+``kgateway run [CONFIG] [-D name=value...] [twistd kgateway options]``: run the gateway in
+the foreground; the same as ``twistd -n --pidfile= kgateway -c CONFIG ...`` (twistd, in
+this process, so it needs nothing on PATH and no twistd.pid: several run in one folder).
+
+``kgateway reload PID|PIDFILE``: ask a running gateway to reload its configuration
+(SIGHUP; ``kill -HUP PID`` and ``systemctl reload kgateway`` do the same).
+
 ``kgateway check CONFIG``: validate a configuration without starting anything.
 
 Prints each service with its properties substituted, or every problem as file:line, and
@@ -70,12 +77,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                        help="make already-expired certificates (NAME-expired.pem), for tests")
     commands.add_parser("passwd", add_help=False,
                         help="add or change a user of a password file (file login module)")
+    commands.add_parser("run", add_help=False,
+                        help="run the gateway: kgateway run [CONFIG] [-D name=value...] "
+                        "[--workers N, --drain-grace, --drain-timeout, --log-format json]")
+    reload = commands.add_parser("reload", help="reload a running gateway's configuration")
+    reload.add_argument("pid", metavar="PID|PIDFILE")
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["run"]:
+        return run(argv[1:])
     if argv[:1] == ["passwd"]:
         from kgateway.auth.filemodule import main as passwd
 
         return passwd(argv[1:])
     args = parser.parse_args(argv)
+    if args.command == "reload":
+        return send_reload(args.pid)
     if args.command == "certs":
         from kgateway.certs import make_certificate
 
@@ -101,6 +117,55 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{args.config}: {len(e.problems)} problem(s)", file=sys.stderr)
         return 1
     print(describe_config(cfg))
+    return 0
+
+
+def twistd_argv(args: Sequence[str]) -> list[str]:
+    """``kgateway run`` ARGS as twistd's command line (without the program name)."""
+    args = list(args)
+    config = "etc/gateway.xml"
+    if args and not args[0].startswith("-"):
+        config, args = args[0], args[1:]
+    return ["-n", "--pidfile=", "kgateway", "-c", config, *args]
+
+
+def run(args: Sequence[str]) -> int:
+    """``kgateway run``: twistd in this process (it exits the process itself)."""
+    if args[:1] in (["-h"], ["--help"]):
+        print("usage: kgateway run [CONFIG] [-D name=value ...] [--workers N] "
+              "[--drain-grace T] [--drain-timeout T] [--log-format text|json]\n\n"
+              "Runs the gateway in the foreground on CONFIG (default etc/gateway.xml): "
+              "twistd -n --pidfile= kgateway -c CONFIG ...\nCtrl-C stops it at once; "
+              "SIGTERM drains; SIGHUP reloads CONFIG.")
+        return 0
+    from twisted.scripts.twistd import run as twistd
+
+    sys.argv = ["kgateway run", *twistd_argv(args)]
+    twistd()
+    return 0
+
+
+def send_reload(target: str) -> int:
+    """SIGHUP to the gateway whose PID is *target*, or is written in the file *target*."""
+    import signal
+
+    text = target
+    if not target.isdigit():
+        try:
+            with open(target) as f:
+                text = f.read().strip()
+        except OSError as e:
+            print(f"kgateway reload: {target}: {e.strerror}", file=sys.stderr)
+            return 1
+    if not text.isdigit():
+        print(f"kgateway reload: {target}: not a process id", file=sys.stderr)
+        return 1
+    try:
+        os.kill(int(text), signal.SIGHUP)
+    except OSError as e:
+        print(f"kgateway reload: pid {text}: {e.strerror}", file=sys.stderr)
+        return 1
+    print(f"kgateway reload: sent SIGHUP to {text}; the gateway's log says what it applied")
     return 0
 
 

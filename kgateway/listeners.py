@@ -8,6 +8,10 @@
         handshake bounds:  PROXY header 10 s, ssl.handshake.timeout on TLS, and
                            http.handshake.timeout for the whole HTTP request (one per port)
     Listeners.close()      stop listening (a drain's step 2, and stop)
+    Listeners.adopt(old)   a reload: take over the sockets of *old* whose address and
+                           shape (transport, TLS settings, PROXY mode) stay, pointing them
+                           at the new Router/service and TLS context; returns the rest of
+                           *old*, to close, before ``bind()`` binds what is new
 
 WebSocket and HTTP services on one host and port share a socket and a Router (``web.py``);
 ``tcp://``/``ssl://``/``udp://`` accepts get a port each. The rules that make a set of
@@ -24,9 +28,10 @@ from typing import Any
 
 from autobahn.twisted.resource import WebSocketResource
 from twisted.internet import defer, endpoints
-from twisted.internet.interfaces import IListeningPort
+from twisted.internet.interfaces import IListeningPort, IOpenSSLContextFactory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from kgateway.auth.gate import Gate
 from kgateway.config import ACCEPT_OPTIONS, URI, Security, ServiceConfig, bind_address
@@ -67,6 +72,14 @@ class Listener:
     stream_service: IGatewayService | None = None
     names: list[str] = field(default_factory=list)
     ports: list[IListeningPort] = field(default_factory=list)
+    #: what the ports serve (a Site, a StreamServerFactory, a UDPServerProtocol) and the
+    #: TLS context holder: a reload points them at the new configuration
+    factory: Any = None
+    tls_context: _ReloadableTLS | None = None
+
+    def shape(self) -> tuple[Any, ...]:
+        """What a reload cannot change on a bound socket."""
+        return (self.transport, self.tls, self.tls_settings, self.proxy_protocol)
 
     def describe(self) -> str:
         scheme = ("https" if self.tls else "http") if self.transport == "http" else \
@@ -131,25 +144,61 @@ class Listeners:
 
     # binding
 
+    def adopt(self, old: Listeners) -> list[Listener]:
+        """Take over *old*'s bound sockets where the address and shape stay (a reload).
+
+        Their connections are not touched: only new ones reach the new Router, service or
+        TLS context (certificates re-read). Returns the old listeners to close (addresses
+        that go, or whose transport, TLS settings or PROXY mode change)."""
+        leftover = []
+        for address, previous in old.by_address.items():
+            listener = self.by_address.get(address)
+            if listener is None or listener.shape() != previous.shape() or not previous.ports:
+                leftover.append(previous)
+                continue
+            listener.ports, previous.ports = previous.ports, []
+            listener.factory = previous.factory
+            listener.tls_context = previous.tls_context
+            self._retarget(listener)
+            if listener.tls_context is not None:
+                listener.tls_context.options = self._tls_options(listener)
+        return leftover
+
+    def _retarget(self, listener: Listener) -> None:
+        factory = listener.factory
+        if listener.router is not None:
+            factory.resource = listener.router
+        else:
+            assert listener.stream_service is not None
+            factory.service = listener.stream_service
+            if listener.transport == "udp":
+                factory.timeout = listener.stream_service.config.accept_options[
+                    "udp.idle.timeout"]
+
     def bind(self) -> None:
-        """Bind every listener on every address its host resolves to, or raise ListenError."""
+        """Bind every listener on every address its host resolves to, or raise ListenError.
+
+        Listeners already bound (taken over by ``adopt``) are left as they are."""
         for listener in self.by_address.values():
+            if listener.ports:
+                continue
             tls_options = self._tls_options(listener) if listener.tls else None
+            if tls_options is not None:
+                listener.tls_context = _ReloadableTLS(tls_options)
+                tls_options = listener.tls_context
             for family, address in _addresses(listener.host, listener.port):
                 result: list[Any] = []
+                if listener.factory is None:
+                    listener.factory = self._factory(listener)
                 if listener.transport == "udp":
-                    assert listener.stream_service is not None
                     try:
                         result.append(self.reactor.listenUDP(
-                            listener.port, UDPServerProtocol(self.reactor,
-                                                             listener.stream_service,
-                                                             self.tracker),
-                            interface=address))
+                            listener.port, listener.factory, interface=address))
                     except Exception:
                         result.append(Failure())
                 else:
                     endpoint = self._endpoint(listener, family, address, tls_options)
-                    endpoint.listen(self._factory(listener)).addBoth(result.append)
+                    endpoint.listen(listener.factory).addBoth(result.append)
                 outcome = result[0] if result else None
                 if isinstance(outcome, Failure):
                     raise ListenError(_listen_failure(listener, address, outcome))
@@ -161,12 +210,15 @@ class Listeners:
                          port=bound.port, services=", ".join(listener.names))
 
     @defer.inlineCallbacks
-    def close(self) -> Any:
-        """Stop listening everywhere (connections already accepted go on)."""
-        for listener in self.by_address.values():
+    def close(self, only: list[Listener] | None = None) -> Any:
+        """Stop listening everywhere, or on *only* these (connections already accepted go
+        on)."""
+        for listener in list(self.by_address.values()) if only is None else only:
             ports, listener.ports = listener.ports, []
             for port in ports:
                 yield port.stopListening()
+                log.info("stopped listening on {address} for {services}",
+                         address=listener.describe(), services=", ".join(listener.names))
 
     def _factory(self, listener: Listener) -> Any:
         if listener.router is not None:
@@ -174,6 +226,8 @@ class Listeners:
                                self.tracker, self.tracker.refusal_log(self.reactor.seconds),
                                ", ".join(listener.names))
         assert listener.stream_service is not None
+        if listener.transport == "udp":
+            return UDPServerProtocol(self.reactor, listener.stream_service, self.tracker)
         return StreamServerFactory(listener.stream_service, self.tracker, self.reactor.seconds)
 
     def _tls_options(self, listener: Listener) -> Any:
@@ -213,6 +267,19 @@ class Listeners:
                 refusal_log=self.tracker.refusal_log(self.reactor.seconds),
                 on_refused=lambda: self.tracker.refuse(services, TLS))
         return endpoint
+
+
+@implementer(IOpenSSLContextFactory)
+class _ReloadableTLS:
+    """A listener's TLS context, replaced by a reload (certificates re-read): each new
+    connection asks for the current one (TLSMemoryBIOFactory calls getContext() per
+    connection); connections already open keep theirs."""
+
+    def __init__(self, options: Any) -> None:
+        self.options = options
+
+    def getContext(self) -> Any:
+        return self.options.getContext()
 
 
 def _addresses(host: str, port: int) -> list[tuple[int, str]]:

@@ -1,16 +1,25 @@
 """``twistd kgateway``: command-line options and the service they build.
 
     twistd -n kgateway -c etc/gateway.xml -D gateway.hostname=example.com
+    kgateway run etc/gateway.xml -D gateway.hostname=example.com      (the same, shorter)
 
 The configuration is loaded and validated in ``Options.postOptions``, so a broken file is
-reported (every problem, with file:line) by twistd's usage error and nothing starts.
+reported (every problem, with file:line) and nothing starts. It is reported on its own:
+twistd prints its whole usage text before a ``UsageError``, which would bury the problems,
+so a broken file is a ``SystemExit`` (message on stderr, exit status 1) instead.
+
+``--log-format json`` sets Twisted's JSON observer (``twisted.logger.jsonFileLogObserver``)
+on stdout as the application's log observer: one JSON object per event, with the same
+named fields (``service``, ``peer``, ``target``, ``end``...) as the text lines.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from twisted.application.service import IService
+from twisted.logger import ILogObserver, jsonFileLogObserver
 from twisted.python import usage
 
 from kgateway.auth.settings import AuthConfigError
@@ -24,7 +33,16 @@ from kgateway.config import (
 from kgateway.gateway import DrainSettings, GatewayService
 from kgateway.listeners import ListenError
 from kgateway.services import load_config
+from kgateway.systemd import Notifier
 from kgateway.transport.tls import TLSConfigError
+
+LOG_FORMATS = ("text", "json")
+
+
+def _log_format(text: str) -> str:
+    if text not in LOG_FORMATS:
+        raise usage.UsageError(f"--log-format: {text!r} is not one of {', '.join(LOG_FORMATS)}")
+    return text
 
 
 def _duration(text: str) -> float:
@@ -52,6 +70,8 @@ class Options(usage.Options):
          "(default 5sec with a health service, else 0).", _duration],
         ["drain-timeout", None, 10.0, "Then give open connections this long before closing "
          "them with 1001 Going Away.", _duration],
+        ["log-format", None, "text", "text (twistd's lines) or json (one JSON object per "
+         "event, on stdout).", _log_format],
         ["worker", None, None, "(internal) this process is worker N of --workers.", _positive],
     ]
 
@@ -81,7 +101,8 @@ class Options(usage.Options):
     def worker_argv(self) -> list[str]:
         """The twistd command line of one worker (the supervisor adds --worker N)."""
         argv = ["-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=",
-                "kgateway", "-c", self["config"], "--drain-timeout", str(self["drain-timeout"])]
+                "kgateway", "-c", self["config"], "--drain-timeout", str(self["drain-timeout"]),
+                "--log-format", self["log-format"]]
         if self["drain-grace"] is not None:
             argv += ["--drain-grace", str(self["drain-grace"])]
         for name, value in self["properties"].items():
@@ -90,13 +111,32 @@ class Options(usage.Options):
 
     def _load(self) -> GatewayConfig:
         try:
-            return load_config(self["config"], self["properties"])
+            return self.load()
         except ConfigError as e:
-            raise usage.UsageError(f"invalid configuration:\n{e}") from None
+            # Not a UsageError: twistd would print its 16-line usage text first.
+            raise SystemExit(f"kgateway: invalid configuration:\n{e}\n"
+                             f"{self['config']}: {len(e.problems)} problem(s)") from None
+
+    def load(self) -> GatewayConfig:
+        """Load the file with the command line's properties (again: a reload)."""
+        return load_config(self["config"], self["properties"])
+
+
+def _use_json_log(parent: Any) -> None:
+    """Make twistd log as JSON: its AppLogger uses the application's ILogObserver."""
+    if hasattr(parent, "setComponent") and parent.getComponent(ILogObserver, None) is None:
+        parent.setComponent(ILogObserver, jsonFileLogObserver(sys.stdout))
 
 
 class _TwistdGateway(GatewayService):
     """What twistd runs: a gateway whose start-up errors are twistd's error exit."""
+
+    json_log = False
+
+    def setServiceParent(self, parent: Any) -> Any:
+        if self.json_log:
+            _use_json_log(parent)
+        return super().setServiceParent(parent)
 
     def privilegedStartService(self) -> None:
         try:
@@ -111,13 +151,31 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         from twisted.internet import reactor as default_reactor
 
         reactor = default_reactor
+    # No "Starting factory <... at 0x...>" line for any connection, ours or a library's.
+    from twisted.internet import protocol
+
+    protocol.Factory.noisy = False
+    # systemd talks to the main process only: workers get no $NOTIFY_SOCKET.
+    notifier = Notifier()
+    notifier.forget_environment()
+    json_log = options["log-format"] == "json"
     if options["workers"] > 1 and options["worker"] is None:
         from kgateway.workers import WorkerSupervisor
 
-        return WorkerSupervisor(reactor, options.worker_argv(), options["workers"])
+        class _Supervisor(WorkerSupervisor):
+            def setServiceParent(self, parent: Any) -> Any:
+                if json_log:
+                    _use_json_log(parent)
+                return super().setServiceParent(parent)
+
+        return _Supervisor(reactor, options.worker_argv(), options["workers"],
+                           notifier=notifier)
     drain = DrainSettings(options["drain-grace"], options["drain-timeout"])
     try:
-        return _TwistdGateway(reactor, options["gateway"], drain=drain,
-                              worker=options["worker"])
+        gateway = _TwistdGateway(reactor, options["gateway"], drain=drain,
+                                 worker=options["worker"], loader=options.load,
+                                 notifier=notifier, signals=True)
     except (TLSConfigError, AuthConfigError) as e:
         raise SystemExit(f"kgateway: {e}") from e
+    gateway.json_log = json_log
+    return gateway

@@ -8,6 +8,10 @@ serves gets 404. A plain HTTP service with a ``<realm-name>`` (health, metrics, 
 directory) asks for credentials like any web server: 401 with the realm's challenge, 403
 for a user without the required role. (WebSocket services authenticate in their own
 handshake, ``transport.accept``.)
+
+A HEAD request (a balancer's monitor: ``HEAD /health``) is rendered as a GET whose body is
+dropped, with its Content-Length kept: twisted.web would otherwise warn on every one that
+the resource "is returning a message body".
 """
 
 from __future__ import annotations
@@ -52,6 +56,19 @@ class Router(resource.Resource):
         self.folders.sort(key=lambda item: -len(item[0]))
 
     def render(self, request: IRequest) -> bytes | int:
+        if request.method != b"HEAD":
+            return self._render(request)
+        request.method = b"GET"
+        try:
+            body = self._render(request)
+        finally:
+            request.method = b"HEAD"  # later writes (NOT_DONE_YET) send headers only
+        if isinstance(body, bytes):
+            request.setHeader(b"content-length", b"%d" % len(body))
+            return b""
+        return body
+
+    def _render(self, request: IRequest) -> bytes | int:
         path = request.path
         target = self.websockets.get(path)
         if target is not None:
@@ -66,6 +83,7 @@ class Router(resource.Resource):
         for prefix, folder, gate, service in self.folders:
             if segments[: len(prefix)] == prefix:
                 request.prepath, request.postpath = prefix[:], segments[len(prefix):]
+                request.kgateway_service = service  # type: ignore[attr-defined]
                 if gate is not None:
                     return _guarded(request, gate, folder, self._refusals(service))
                 return resource.getChildForRequest(folder, request).render(request)

@@ -9,21 +9,23 @@ its log to the supervisor's own stdout/stderr (inherited: no copying through the
 which would cost a core's time at thousands of connections per second); its lines say
 ``worker N`` where it starts and is ready. Each worker tells the supervisor it is ready on an
 inherited pipe (fd 3, named by ``KGATEWAY_READY_FD``); the supervisor says ``kgateway ready:
-N workers`` once all are, forwards SIGTERM (and SIGINT) to them, waits for their drains and
-exits when they have ended. If every worker exits on its own (a port it cannot bind), the
-supervisor exits with status 1.
+N workers`` once all are (and tells systemd ``READY=1``: kgateway.systemd), forwards
+SIGTERM (and SIGINT) to them, waits for their drains and exits when they have ended. SIGHUP
+is forwarded too: each worker reloads its configuration. If every worker exits on its own
+(a port it cannot bind), the supervisor exits with status 1.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from twisted.application import service
-from twisted.internet import defer, error
+from twisted.internet import defer, error, task
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
@@ -97,8 +99,12 @@ class _Worker(ProcessProtocol):
 class WorkerSupervisor(service.Service):
     """Runs *count* workers, each ``argv + ["--worker", N]``."""
 
-    def __init__(self, reactor: Any, argv: Sequence[str], count: int) -> None:
+    def __init__(self, reactor: Any, argv: Sequence[str], count: int,
+                 notifier: Any = None) -> None:
         self.reactor = reactor
+        #: kgateway.systemd.Notifier (None: no systemd)
+        self.notifier = notifier
+        self._watchdog: task.LoopingCall | None = None
         self.argv = list(argv)
         self.count = count
         self.workers: dict[int, tuple[_Worker, Any]] = {}
@@ -110,7 +116,26 @@ class WorkerSupervisor(service.Service):
     def startService(self) -> None:
         super().startService()
         self.reactor.callWhenRunning(self._spawn_all)
+        self.reactor.callWhenRunning(self._install_sighup)
         self.reactor.addSystemEventTrigger("after", "shutdown", self._exit_status)
+
+    def _notify(self, *fields: str) -> None:
+        if self.notifier is not None:
+            self.notifier.notify(*fields)
+
+    def _install_sighup(self) -> None:
+        signal.signal(signal.SIGHUP,
+                      lambda number, frame: self.reactor.callFromThread(self.forward, "HUP"))
+
+    def forward(self, name: str) -> None:
+        """Send signal *name* to every running worker."""
+        log.info("forwarding SIG{name} to the workers", name=name)
+        for worker, transport in self.workers.values():
+            if not worker.ended:
+                try:
+                    transport.signalProcess(name)
+                except error.ProcessExitedAlready:
+                    pass
 
     def _spawn_all(self) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", READY_FD_ENV: str(_READY_FD)}
@@ -127,6 +152,13 @@ class WorkerSupervisor(service.Service):
         if len(self.ready) == self.count:
             log.info("kgateway ready: {count} workers (pids {pids})", count=self.count,
                      pids=", ".join(str(t.pid) for _, t in self.workers.values()))
+            self._notify("READY=1", f"STATUS=serving with {self.count} workers",
+                         f"MAINPID={os.getpid()}")
+            interval = getattr(self.notifier, "watchdog_interval", None)
+            if interval is not None and self._watchdog is None:
+                self._watchdog = task.LoopingCall(self._notify, "WATCHDOG=1")
+                self._watchdog.clock = self.reactor
+                self._watchdog.start(interval, now=True)
 
     def worker_ended(self, number: int, reason: Failure) -> None:
         code = getattr(reason.value, "exitCode", None)
@@ -144,6 +176,7 @@ class WorkerSupervisor(service.Service):
     def stopService(self) -> defer.Deferred[None]:
         super().stopService()
         self.stopping = True
+        self._notify("STOPPING=1", "STATUS=stopping: the workers drain")
         for worker, transport in self.workers.values():
             if not worker.ended:
                 try:

@@ -28,7 +28,7 @@ AMQP=$NM/@cloudamqp/amqp-client
 
 if [ ! -f "$NM/.package-lock.json" ] || [ package-lock.json -nt "$NM/.package-lock.json" ] ||
     [ ! -f "$STOMP/bundles/stomp.umd.min.js" ] || [ ! -f "$AMQP/dist/amqp-websocket-client.mjs" ]; then
-    command -v npm >/dev/null || { echo "vendor-web.sh: npm not found (Debian: apt-get install npm)" >&2; exit 1; }
+    command -v npm >/dev/null || { echo "vendor-web.sh: npm not found: scripts/system-deps.sh run installs it (as root), or apt-get install npm" >&2; exit 1; }
     echo "vendor-web.sh: npm ci" >&2
     PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 fi

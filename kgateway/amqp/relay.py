@@ -91,6 +91,8 @@ FRAME_SLACK: Final = 8
 #: the client-properties keys the relay sets (any values the client sent are replaced)
 FORWARDED_FOR: Final = "x-forwarded-for"
 CLIENT_KEY: Final = "kgateway.client"
+#: the client capability asking for Connection.Close 403 (not a bare close) on a bad login
+AUTH_FAILURE_CLOSE: Final = "authentication_failure_close"
 #: the user the gateway authenticated (the client's own value is replaced)
 USER_KEY: Final = "kgateway.user"
 
@@ -201,6 +203,10 @@ class AmqpRelay:
         #: who the client is, once known (at the handshake, or from Start-Ok)
         self.user = user
         self._start_ok: ConnectionStartOk | None = None  # held while authenticating
+        #: the broker's Connection.Close during the handshake ("403 ACCESS_REFUSED - ...")
+        self._broker_refusal: str | None = None
+        #: whether the client's Start-Ok asked for capability authentication_failure_close
+        self._client_failure_close = True
         self.virtual_host: str | None = None
 
     # -- driver events ---------------------------------------------------------------------
@@ -275,7 +281,10 @@ class AmqpRelay:
         self.out.cancel_timer(BROKER_CLOSE_TIMER)
         if was is Phase.CLOSING or self.client_phase in (Phase.CLOSING, Phase.CLOSED):
             return
-        if clean:
+        if self._broker_refusal is not None:
+            # Its Connection.Close went to the client, which may not have answered yet.
+            self._close_client(WS_NORMAL, f"broker refused: {self._broker_refusal}")
+        elif clean:
             self._close_client(WS_NORMAL, "broker closed the connection")
         else:
             self.out.event("warn", f"broker connection lost: {reason}")
@@ -453,6 +462,14 @@ class AmqpRelay:
 
     def _rewrite_start_ok(self, method: ConnectionStartOk) -> bytes:
         properties = dict(method.client_properties)
+        # Ask the broker to say why it refuses a login (Connection.Close 403) instead of
+        # just closing: the log then has the reason. A client that did not ask never sees
+        # that Close (_broker_handshake), as if the broker had closed the connection.
+        capabilities = properties.get("capabilities")
+        capabilities = dict(capabilities) if isinstance(capabilities, dict) else {}
+        self._client_failure_close = bool(capabilities.get(AUTH_FAILURE_CLOSE))
+        capabilities[AUTH_FAILURE_CLOSE] = True
+        properties["capabilities"] = capabilities
         properties[FORWARDED_FOR] = _host(self.client_address)
         properties[CLIENT_KEY] = self.client_address
         if self.user is not None:
@@ -535,6 +552,23 @@ class AmqpRelay:
                         method = replace(method, frame_max=cap)
                         raw = method_frame(0, method)
                     self._tune = method
+                elif isinstance(method, ConnectionClose):
+                    # The broker refuses during the handshake (403 ACCESS_REFUSED for a
+                    # wrong password, 530 NOT_ALLOWED for a vhost): say why, once.
+                    self._broker_refusal = f"{method.reply_code} {method.reply_text}"
+                    self.out.event("warn", f"broker refused the connection: "
+                                           f"{self._broker_refusal}")
+                    if not self._client_failure_close and \
+                            method.reply_code == ACCESS_REFUSED:
+                        # The client did not ask for this Close (we did): close it the
+                        # way the broker would have, and finish the broker's side.
+                        if relay:
+                            self.out.to_client(b"".join(relay))
+                        self.out.to_broker(method_frame(0, ConnectionCloseOk()))
+                        self._close_client(WS_NORMAL, f"broker refused: "
+                                                      f"{self._broker_refusal}")
+                        self._drop_broker("login refused")
+                        return
                 elif isinstance(method, ConnectionOpenOk):
                     self.broker_phase = Phase.OPEN
                     self.out.cancel_timer(HANDSHAKE_TIMER)

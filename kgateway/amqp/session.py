@@ -75,6 +75,8 @@ class AmqpSession:
         self.client = client
         self.broker: ILink | None = None
         self._holding = False  # counted in the service's active broker connections
+        #: the broker, once connected (the access log's ``target=``)
+        self.target: Any = None
         self.timers = NamedTimers(service.reactor)
         principal = client.principal
         self.relay = AmqpRelay(self, service.relay_settings, client_address=client.remote,
@@ -131,6 +133,7 @@ class AmqpSession:
             self._holding = True
             service.broker_connected()
             note_backend(self.client, str(target))
+            self.target = target
             limit = service.pending_limit
             for link in (self.client, broker):
                 link.set_write_limit(limit)

@@ -402,8 +402,10 @@ class BrokerConnection:
             return
         if not self.connected:
             self.last_error = f"broker refused the connection: {message}"
-            log.error("jms: broker {broker} ({label}) refused CONNECT: {message}",
+            first = detail.splitlines()[0][:300] if detail else ""
+            log.error("jms: broker {broker} ({label}) refused CONNECT: {message}{why}",
                       broker=str(self.settings.uri), label=self.label, message=message,
+                      why=f" ({first})" if first and first != message else "",
                       detail=detail[:500])
             if self.client_id is not None:
                 # A dedicated connection: its client's CONNECT fails with it (a shared one

@@ -188,6 +188,12 @@ class Transaction:
 class JmsSession:
     """One client; see the module docstring."""
 
+    @property
+    def target(self) -> Any:
+        """The broker this client's frames go to (the access log's ``target=``)."""
+        settings = getattr(self.connection, "settings", None)
+        return getattr(settings, "uri", None)
+
     def __init__(self, service: JmsHost, link: ILink) -> None:
         self.service = service
         self.link = link

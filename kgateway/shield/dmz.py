@@ -199,6 +199,7 @@ class BackplaneProtocol(WebSocketServerProtocol):
 
 
 class BackplaneFactory(WebSocketServerFactory):
+    noisy = False  # no "Starting factory" line per listener or connection
     protocol = BackplaneProtocol  # type: ignore[assignment]
 
     def __init__(self, backplane: Backplane, options: Options, reactor: Any) -> None:

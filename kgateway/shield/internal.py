@@ -181,7 +181,7 @@ class ReverseClientProtocol(WebSocketClientProtocol):
             self.connector.tracker.ended(self.connector.name, self, link.remote,
                                          stats.incomingOctetsWireLevel,
                                          stats.outgoingOctetsWireLevel,
-                                         f"close {code}" if code else "dropped")
+                                         f"close={code}" if code else "dropped")
 
     # ReverseOutput
 

@@ -54,6 +54,7 @@ from kgateway.transport.tracker import (
     ORIGIN,
     ConnectionTracker,
     session_going_away,
+    session_target,
 )
 
 log = Logger()
@@ -122,7 +123,7 @@ class StreamServerProtocol(Protocol):
         session, self.session = self.session, None
         why = reason.getErrorMessage() if reason else ""
         self.tracker.ended(self.service.config.name, self, self.link.remote, self.received,
-                           self.link.sent, why)
+                           self.link.sent, reason, target=session_target(session))
         if session is not None:
             session.closed(None, why)
 
@@ -260,6 +261,7 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         session, self.session = self.session, None
+        target = session_target(session)  # before closed(), which may forget it
         if session is not None:
             session.closed(code, reason or "")
         link, self.link = self.link, None
@@ -268,7 +270,7 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
             self.factory.tracker.ended(self.factory.service.config.name, self, link.remote,
                                        stats.incomingOctetsWireLevel,
                                        stats.outgoingOctetsWireLevel,
-                                       f"close {code}" if code else "dropped")
+                                       f"close={code}" if code else "dropped", target=target)
 
     def going_away(self) -> None:
         session_going_away(self.session)
@@ -312,6 +314,7 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
 
 
 class GatewayWebSocketFactory(WebSocketServerFactory):
+    noisy = False  # no "Starting factory" line per listener or connection
     protocol = GatewayWebSocketProtocol  # type: ignore[assignment]
 
     def __init__(self, service: IGatewayService, uri: URI, reactor: Any,

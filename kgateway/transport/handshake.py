@@ -30,10 +30,11 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.logger import Logger
-from twisted.web import http, resource, server
+from twisted.web import http, resource
 
 from kgateway.transport.admission import HANDSHAKE_TIMEOUT, Counts, RefusalLog, refused
 from kgateway.transport.links import format_address
+from kgateway.transport.weblog import LoggingSite
 
 log = Logger()
 
@@ -85,8 +86,9 @@ class HandshakeHTTPChannel(http.HTTPChannel):
         super().connectionLost(reason)
 
 
-class GatewaySite(server.Site):
-    """The Site of one listening port: its Router, with the port's handshake deadline."""
+class GatewaySite(LoggingSite):
+    """The Site of one listening port: its Router, with the port's handshake deadline, and
+    an access line per plain HTTP request (weblog.LoggingSite)."""
 
     protocol = HandshakeHTTPChannel  # type: ignore[assignment]
 

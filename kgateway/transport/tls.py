@@ -383,6 +383,7 @@ class _LoggingTLSProtocol(TLSMemoryBIOProtocol):
 
 
 class _LoggingTLSFactory(TLSMemoryBIOFactory):
+    noisy = False  # no "Starting factory" line per listener or connection
     protocol = _LoggingTLSProtocol
     services = ""
     endpoint: TLSServerEndpoint | None = None

@@ -24,6 +24,20 @@ that this floor needs no metrics library: ``kgateway.services.metrics`` renders 
 Admission (``transport.admission``) counts here too: each service's gate, the connections
 it admitted per service and per client host (held from admission until they end, including
 those refused later, by origin or authentication), and the refusals per service and reason.
+
+The access line's ``end=`` has one vocabulary, whatever the transport (:func:`end_reason`
+maps what the adapters say onto it):
+
+    close=CODE   a WebSocket close handshake with this code (1000 normal, 1001 going away...)
+    dropped      a WebSocket connection that ended without a close handshake
+    eof          a TCP connection closed cleanly (FIN)
+    reset        a TCP connection lost uncleanly (RST, a broken pipe)
+    timeout      ended by an idle or inactivity timeout
+    refused      the session refused the client (its back end, credentials...)
+    stopping     the gateway stopped with the connection still open
+    error        anything else (the log line before says what)
+
+``target=`` is the back end the session reached (``tcp://db:5432``), or ``-``.
 """
 
 from __future__ import annotations
@@ -34,8 +48,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from twisted.internet import defer
+from twisted.internet import defer, error
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from kgateway.interfaces import IGoingAway, ITrackedConnection
 from kgateway.transport.admission import Clock, Limits, RefusalLog, ServiceGate
@@ -244,9 +259,12 @@ class ConnectionTracker:
             self._service(record.service).handshake.observe(record.handshake)
 
     def ended(self, service: str, connection: ITrackedConnection, remote: str,
-              received: int, sent: int, end: str) -> None:
+              received: int, sent: int, end: str | Failure | None,
+              target: str | None = None) -> None:
         """*connection* is gone: count what its bytes add to the live counts, observe its
-        duration and write its access-log line. *received* and *sent* are its totals."""
+        duration and write its access-log line. *received* and *sent* are its totals; *end*
+        is mapped onto the access log's vocabulary (:func:`end_reason`); *target* is the
+        back end its session reached, if any (:func:`session_target`)."""
         record = self.records.pop(id(connection), None)
         self.live.get(service, set()).discard(connection)
         self.release(connection)
@@ -261,10 +279,11 @@ class ConnectionTracker:
             duration = 0.0
             totals.received += received
             totals.sent += sent
-        log.info("access: service={service} peer={peer} duration={duration:.3f}s "
-                 "bytes_in={received} bytes_out={sent} end={reason}", service=service,
-                 peer=remote, duration=duration, received=received, sent=sent,
-                 reason=end or "closed")
+        log.info("access: service={service} peer={peer} target={target} "
+                 "duration={duration:.3f}s bytes_in={received} bytes_out={sent} end={end}",
+                 service=service, peer=remote, target=target or "-",
+                 duration=round(duration, 3), received=received, sent=sent,
+                 end=end_reason(end), log_kind="access")
         if not self.total():
             waiting, self._idle = self._idle, []
             for d in waiting:
@@ -317,6 +336,51 @@ class ConnectionTracker:
         d: defer.Deferred[None] = defer.Deferred()
         self._idle.append(d)
         return d
+
+
+#: what adapters said before the vocabulary, and Twisted's prose, by their start
+_PROSE = (
+    ("close ", None), ("dropped", "dropped"), ("gateway stop", "stopping"),
+    ("gateway shutting", "stopping"), ("idle", "timeout"), ("refused", "refused"),
+    ("connection was closed cleanly", "eof"), ("closed", "eof"),
+    ("connection to the other side was lost", "reset"), ("connection lost", "reset"),
+    ("user timeout", "timeout"), ("timeout", "timeout"),
+)
+VOCABULARY = frozenset({"dropped", "eof", "reset", "timeout", "refused", "stopping", "error"})
+
+
+def end_reason(end: str | Failure | BaseException | None) -> str:
+    """How a connection ended, in the access log's vocabulary (module docstring)."""
+    if isinstance(end, Failure):
+        end = end.value
+    if isinstance(end, BaseException):
+        if isinstance(end, error.ConnectionDone):
+            return "eof"
+        if isinstance(end, (error.TimeoutError, defer.TimeoutError)):
+            return "timeout"
+        if isinstance(end, error.ConnectionLost | ConnectionError):
+            return "reset"
+        return "error"
+    text = (end or "").strip()
+    if not text:
+        return "eof"
+    if text in VOCABULARY or text.startswith("close="):
+        return text
+    lower = text.lower()
+    for start, word in _PROSE:
+        if lower.startswith(start):
+            if word is None:  # "close 1000"
+                code = lower[len(start):].split()[0] if lower[len(start):].split() else ""
+                return f"close={code}" if code.isdigit() else "dropped"
+            return word
+    return "error"
+
+
+def session_target(session: Any) -> str | None:
+    """The back end a session reached (its ``target`` attribute: a URI, a balancer Target
+    or a string), for the access line; None if it has none."""
+    target = getattr(session, "target", None)
+    return str(target) if target is not None else None
 
 
 def session_going_away(session: Any) -> None:

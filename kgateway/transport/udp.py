@@ -33,7 +33,7 @@ from kgateway.interfaces import (
     ITrackedConnection,
 )
 from kgateway.timers import IdleTimer
-from kgateway.transport.tracker import ConnectionTracker, session_going_away
+from kgateway.transport.tracker import ConnectionTracker, session_going_away, session_target
 
 log = Logger()
 
@@ -170,7 +170,8 @@ class UDPServerProtocol(DatagramProtocol):
             return
         client.idle.cancel()
         self.tracker.ended(self.service.config.name, client, client.link.remote,
-                           client.received, client.link.sent, reason)
+                           client.received, client.link.sent, reason,
+                           target=session_target(client.session))
         client.session.closed(None, reason)
 
     def stopProtocol(self) -> None:

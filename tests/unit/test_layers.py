@@ -23,6 +23,7 @@ FLOORS: dict[str, int] = {
     "kgateway.protocols": 0,
     "kgateway.certs": 0,
     "kgateway.workers": 0,
+    "kgateway.systemd": 0,  # sd_notify: the standard library only
     "kgateway.auth": 1,
     "kgateway.config": 2,
     "kgateway.transport": 3,

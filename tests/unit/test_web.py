@@ -118,3 +118,26 @@ def test_a_guarded_http_service_asks_for_credentials(authorization: bytes | None
     assert refused == {401: [("metrics", "auth")], 403: [("metrics", "forbidden")]}.get(code, [])
     challenge = request.responseHeaders.getRawHeaders(b"www-authenticate")
     assert challenge == ([b'Basic realm="demo"'] if code == 401 else None)
+
+
+class GetOnly(resource.Resource):
+    """Like the health service: render_GET only, a body for every GET."""
+
+    isLeaf = True
+
+    def render_GET(self, request):  # type: ignore[no-untyped-def]
+        return b'{"status": "serving"}'
+
+
+def test_head_is_a_get_without_a_body_and_names_the_service() -> None:
+    router = Router()
+    router.add_folder("/health", GetOnly(), service="health")
+    segments = [b"health"]
+    request = DummyRequest(segments)
+    request.path = request.uri = b"/health"
+    request.method = b"HEAD"
+    body = router.render(request)
+    # no body for twisted.web to "eat" with a warning; the length a GET would have
+    assert body == b"" and request.method == b"HEAD"
+    assert request.responseHeaders.getRawHeaders(b"content-length") == [b"21"]
+    assert request.kgateway_service == "health"

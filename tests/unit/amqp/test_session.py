@@ -156,7 +156,8 @@ def test_handshake_adds_the_client_address_and_relays_everything_else_unchanged(
     (start_ok,) = h.broker_methods()
     assert isinstance(start_ok, A.ConnectionStartOk)
     assert start_ok.client_properties == {"product": "test", FORWARDED_FOR: "192.0.2.7",
-                                          CLIENT_KEY: "192.0.2.7:5555"}
+                                          CLIENT_KEY: "192.0.2.7:5555", "capabilities": {
+                                              "authentication_failure_close": True}}
     assert start_ok.response == b"\0guest\0guest" and start_ok.mechanism == "PLAIN"
     h.from_broker(TUNE)
     h.from_client(TUNE_OK)
@@ -332,14 +333,36 @@ def test_a_broker_refusal_is_relayed_and_the_client_closed_when_the_broker_goes(
     h.from_client(A.PROTOCOL_HEADER)
     h.connect()
     h.from_broker(START)
-    h.from_client(START_OK)
+    # a client that asks for the broker's reason (pika, amqp-client do)
+    h.from_client(A.method_frame(0, A.ConnectionStartOk(
+        {"capabilities": {"authentication_failure_close": True}}, "PLAIN",
+        b"\0guest\0wrong", "en_US")))
     refusal = A.method_frame(0, A.ConnectionClose(403, "ACCESS_REFUSED - Login was refused", 0, 0))
     h.from_broker(refusal)
     assert h.client.messages[-1] == (refusal, True)
     h.from_client(CLOSE_OK)
     assert h.broker.messages[-1] == (CLOSE_OK, True)
     h.peer.closed(None, "Connection was closed cleanly.")
-    assert h.client.closes == [(1000, "broker closed the connection")]
+    # the close reason (and the gateway's log) say why the broker refused
+    assert h.client.closes == [(1000, "broker refused: 403 ACCESS_REFUSED - Login was refused")]
+
+
+def test_the_gateway_asks_for_the_broker_s_reason_but_a_client_that_did_not_never_sees_it(
+        tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.from_client(A.PROTOCOL_HEADER)
+    h.connect()
+    h.from_broker(START)
+    h.client.messages.clear()
+    h.from_client(START_OK)  # no capabilities
+    (start_ok,) = h.broker_methods()
+    assert start_ok.client_properties["capabilities"] == {"authentication_failure_close": True}
+    h.broker.messages.clear()
+    h.from_broker(A.method_frame(0, A.ConnectionClose(403, "ACCESS_REFUSED - Login was refused",
+                                                      0, 0)))
+    assert h.client.messages == []  # closed as the broker would have closed it
+    assert h.client.closes == [(1000, "broker refused: 403 ACCESS_REFUSED - Login was refused")]
+    assert h.broker.messages[0] == (CLOSE_OK, True)
 
 
 @pytest.mark.parametrize("websocket", [True, False])

@@ -75,7 +75,7 @@ def test_a_websocket_client_reaches_its_session_and_is_tracked(tmp_path: Path) -
     assert client.events[-1][:2] == ("close", 1000)
     assert server.tracker.total() == 0 and server.tracker.accepted == {"echo": 1}
     access = [e for e in events if e.get("log_format", "").startswith("access:")]
-    assert access and access[0]["service"] == "echo" and access[0]["reason"] == "close 1000"
+    assert access and access[0]["service"] == "echo" and access[0]["end"] == "close=1000"
 
 
 def test_a_foreign_origin_is_refused_with_403(tmp_path: Path) -> None:

@@ -154,7 +154,7 @@ def test_data_both_ways_and_the_same_byte_counts_as_autobahn(tmp_path: Path, fas
     assert s.backend.closes == [(1000, "")]
     (access,) = [e for e in logs if e.get("log_format", "").startswith("access:")]
     # client: 2 + 4 + 5, 2 + 4 + 6, close 2 + 4 + 2; gateway: 2 + 5, close 2 + 2
-    assert (access["received"], access["sent"], access["reason"]) == (31, 11, "close 1000")
+    assert (access["received"], access["sent"], access["end"]) == (31, 11, "close=1000")
     assert s.tracker.total() == 0
 
 
@@ -317,7 +317,7 @@ def test_the_inactivity_timeout_pings_and_drops_a_silent_client(tmp_path: Path) 
     with capturedLogs() as logs:
         s.pump.flush()
     (access,) = [e for e in logs if e.get("log_format", "").startswith("access:")]
-    assert access["reason"] == "close 1006"
+    assert access["end"] == "close=1006"
 
 
 def test_a_websocket_back_end_keeps_autobahn_messages(tmp_path: Path) -> None:
