@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
-from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.twisted.websocket import WebSocketServerFactory
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall
@@ -27,6 +27,7 @@ from kgateway.interfaces import ConnectError, ILink, ILinkReceiver
 from kgateway.protocols import shield_control as control
 from kgateway.shield.pairing import BackplaneMachine, Phase
 from kgateway.timers import NamedTimers
+from kgateway.transport.closecodes import RelayingServerProtocol
 from kgateway.transport.links import WebSocketLink, configure_websocket, format_address
 
 log = Logger()
@@ -114,7 +115,7 @@ class Backplane:
             self.idle.popleft().dropConnection(abort=True)
 
 
-class BackplaneProtocol(WebSocketServerProtocol):
+class BackplaneProtocol(RelayingServerProtocol):
     """One reverse connection, as the DMZ gateway sees it: Autobahn <-> BackplaneMachine."""
 
     factory: BackplaneFactory

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+from autobahn.twisted.websocket import WebSocketClientFactory
 from autobahn.websocket.types import ConnectionResponse
 from twisted.internet import defer
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
@@ -29,6 +29,7 @@ from kgateway.interfaces import GOING_AWAY, IGatewayService, ISession, ITrackedC
 from kgateway.protocols import shield_control as control
 from kgateway.shield.pairing import Phase, ReverseMachine
 from kgateway.timers import NamedTimers
+from kgateway.transport.closecodes import RelayingClientProtocol
 from kgateway.transport.links import WebSocketLink, configure_websocket
 from kgateway.transport.tls import ClientTLS, Identity, is_tls_failure
 from kgateway.transport.tracker import ConnectionTracker, session_going_away
@@ -128,7 +129,7 @@ class ReverseConnector:
 
 
 @implementer(ITrackedConnection)
-class ReverseClientProtocol(WebSocketClientProtocol):
+class ReverseClientProtocol(RelayingClientProtocol):
     """One reverse connection, as the internal gateway sees it: Autobahn <-> ReverseMachine."""
 
     factory: ReverseClientFactory

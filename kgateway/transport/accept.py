@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.twisted.websocket import WebSocketServerFactory
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.cred.error import LoginFailed
 from twisted.internet import defer
@@ -32,6 +32,7 @@ from kgateway.auth.gate import Gate
 from kgateway.auth.principal import Principal
 from kgateway.config import URI, Options
 from kgateway.interfaces import GOING_AWAY, IGatewayService, ISession, ITrackedConnection
+from kgateway.transport.closecodes import RelayingServerProtocol
 from kgateway.transport.forwarded import forwarded_client
 from kgateway.transport.links import (
     StreamLink,
@@ -112,7 +113,7 @@ class StreamServerFactory(Factory):
 
 
 @implementer(ITrackedConnection)
-class GatewayWebSocketProtocol(WebSocketServerProtocol):
+class GatewayWebSocketProtocol(RelayingServerProtocol):
     """A ws:// or wss:// client of a service."""
 
     factory: GatewayWebSocketFactory

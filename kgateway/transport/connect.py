@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+from autobahn.twisted.websocket import WebSocketClientFactory
 from autobahn.websocket.types import ConnectionResponse
 from twisted.internet import defer
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
@@ -26,6 +26,7 @@ from zope.interface import implementer
 
 from kgateway.config import URI, Options
 from kgateway.interfaces import ConnectError, ILink, ILinkReceiver
+from kgateway.transport.closecodes import RelayingClientProtocol
 from kgateway.transport.links import StreamLink, WebSocketLink, configure_websocket
 from kgateway.transport.tls import ClientTLS, is_tls_failure
 
@@ -78,7 +79,7 @@ class _StreamClientProtocol(Protocol):
             self.transport.abortConnection()  # type: ignore[attr-defined]
 
 
-class _WebSocketClientProtocol(WebSocketClientProtocol):
+class _WebSocketClientProtocol(RelayingClientProtocol):
     factory: _WebSocketClientFactory
     lost: Failure | None = None
 
