@@ -14,6 +14,7 @@ import ipaddress
 from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlsplit
 
 from OpenSSL import SSL
 
@@ -83,6 +84,26 @@ def parse_networks(text: str) -> tuple[Network, ...]:
     return tuple(networks)
 
 
+def parse_http_proxy(text: str) -> tuple[str, int]:
+    """``http://proxy.example:3128`` -> (host, port); the port defaults to 80.
+
+    Credentials never go in the URL (it is logged): ``http.proxy.credentials.file``.
+    """
+    value = text.strip()
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"expected http://host:port, not {text!r}") from None
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("no credentials in http.proxy (it appears in logs): put user:password "
+                         "in the file named by http.proxy.credentials.file")
+    if parts.scheme != "http" or not parts.hostname or parts.path not in ("", "/") \
+            or parts.query or parts.fragment:
+        raise ValueError(f"expected http://host:port, not {text!r}")
+    return parts.hostname, port or 80
+
+
 OptionParser = Callable[[str], Any]
 
 
@@ -107,6 +128,9 @@ ACCEPT_OPTIONS: dict[str, tuple[OptionParser, Any]] = {
     "reverse.retry.initial.interval": (parse_duration, 0.5),
     "reverse.retry.maximum.interval": (parse_duration, 30.0),
     "reverse.keepalive.interval": (parse_duration, 30.0),
+    # reverse+wss:// accepts dial out to the DMZ gateway: through this HTTP proxy, if set
+    "http.proxy": (parse_http_proxy, None),
+    "http.proxy.credentials.file": (str, None),
 }
 
 #: connect-options: name -> (parser, default).
@@ -120,6 +144,8 @@ CONNECT_OPTIONS: dict[str, tuple[OptionParser, Any]] = {
     "ssl.verify-client": (parse_verify_client, "required"),
     "reverse.timeout": (parse_duration, 10.0),
     "udp.idle.timeout": (parse_duration, 60.0),
+    "http.proxy": (parse_http_proxy, None),
+    "http.proxy.credentials.file": (str, None),
 }
 
 
