@@ -34,6 +34,7 @@ from kgateway.config import URI, Options
 from kgateway.interfaces import GOING_AWAY, IGatewayService, ISession, ITrackedConnection
 from kgateway.transport.closecodes import RelayingServerProtocol
 from kgateway.transport.forwarded import forwarded_client
+from kgateway.transport.kaazing import KaazingHandshake, offers_kaazing_handshake
 from kgateway.transport.links import (
     StreamLink,
     WebSocketLink,
@@ -175,6 +176,9 @@ class GatewayWebSocketProtocol(RelayingServerProtocol):
         self.link = link = WebSocketLink(self, remote, principal=principal)
         factory.tracker.add(factory.service.config.name, self)
         self.session = factory.service.session(link)
+        if offers_kaazing_handshake(request.protocols):  # the extended handshake first
+            self.session = KaazingHandshake(self.session, link, factory.reactor,
+                                            service=factory.service.config.name)
         d = defer.maybeDeferred(self.session.negotiate, list(request.protocols))
 
         def chosen(protocol: Any) -> Any:
