@@ -32,7 +32,7 @@ from kgateway.services import SERVICE_TYPES
 from kgateway.services.base import GatewayStatus, ServiceContext
 from kgateway.shield.dmz import Backplane
 from kgateway.shield.internal import ReverseConnector
-from kgateway.transport.tls import security_identity
+from kgateway.transport.tls import more_identities, security_identity
 from kgateway.transport.tracker import ConnectionTracker
 from kgateway.workers import notify_ready
 
@@ -78,7 +78,8 @@ class GatewayService(service.MultiService):
             reactor, truststore=security.truststore_file, identity=identity)
         self.status = GatewayStatus(self.tracker, worker)
         self.listeners = Listeners(reactor, security, identity, self.tracker,
-                                   reuse_port=worker is not None)
+                                   reuse_port=worker is not None,
+                                   alternatives=more_identities(security))
         # Enterprise Shield, internal side: reverse connections dialled out to the DMZ
         self.reverse: list[ReverseConnector] = []
         # One Portal per realm; reads password files and keys now (AuthConfigError if one

@@ -66,6 +66,16 @@ def parse_verify_client(text: str) -> str:
     return value
 
 
+def parse_allowed_names(text: str) -> tuple[str, ...]:
+    """``internal1.corp, internal2.corp`` (or ``*``) -> names, lower-cased."""
+    names = tuple(n.strip().lower() for n in text.replace(",", " ").split() if n.strip())
+    if not names:
+        raise ValueError("expected certificate names (CN or SAN), or *")
+    if "*" in names and len(names) > 1:
+        raise ValueError("* (any certificate the truststore vouches for) stands alone")
+    return names
+
+
 def parse_proxy_mode(text: str) -> str:
     mode = text.strip().lower()
     if mode not in PROXY_MODES:
@@ -123,6 +133,8 @@ ACCEPT_OPTIONS: dict[str, tuple[OptionParser, Any]] = {
     "ssl.protocols": (parse_tls_protocols, ()),
     "ssl.ciphers": (parse_tls_ciphers, None),
     "ssl.verify-client": (parse_verify_client, "none"),
+    # a CRL (PEM or DER) checked against client certificates (with ssl.verify-client)
+    "ssl.crl": (str, None),
     "udp.idle.timeout": (parse_duration, 60.0),
     "reverse.prepared.connection.count": (parse_positive_int, 1),
     "reverse.retry.initial.interval": (parse_duration, 0.5),
@@ -142,6 +154,14 @@ CONNECT_OPTIONS: dict[str, tuple[OptionParser, Any]] = {
     "ssl.hostname": (str, None),
     "ssl.present-certificate": (parse_bool, False),
     "ssl.verify-client": (parse_verify_client, "required"),
+    "ssl.protocols": (parse_tls_protocols, ()),
+    "ssl.ciphers": (parse_tls_ciphers, None),
+    # a CRL (PEM or DER) checked against the back end's certificate; on a reverse+wss
+    # connect, against the internal gateways' certificates at the backplane
+    "ssl.crl": (str, None),
+    # reverse+wss connects: certificate names (CN or SAN) of the internal gateways the
+    # backplane accepts; "*" for any certificate the truststore vouches for. Required.
+    "reverse.allowed.names": (parse_allowed_names, ()),
     "reverse.timeout": (parse_duration, 10.0),
     "udp.idle.timeout": (parse_duration, 60.0),
     "http.proxy": (parse_http_proxy, None),

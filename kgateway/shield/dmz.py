@@ -29,6 +29,7 @@ from kgateway.shield.pairing import BackplaneMachine, Phase
 from kgateway.timers import NamedTimers
 from kgateway.transport.closecodes import RelayingServerProtocol
 from kgateway.transport.links import WebSocketLink, configure_websocket, format_address
+from kgateway.transport.tls import certificate_names
 
 log = Logger()
 
@@ -129,6 +130,11 @@ class BackplaneProtocol(RelayingServerProtocol):
         transport: Any = self.transport
         self.who = f"{format_address(transport.getPeer())} " \
                    f"(certificate {_peer_subject(transport)})"
+        refusal = self.factory.name_refusal(transport)
+        if refusal is not None:
+            log.warn("{service}: refusing reverse connection from {who}: {reason}",
+                     service=self.factory.backplane.service, who=self.who, reason=refusal)
+            raise ConnectionDeny(ConnectionDeny.FORBIDDEN, refusal)
         self.timers = NamedTimers(self.factory.reactor)
         self.machine = BackplaneMachine(self)
         return control.SUBPROTOCOL
@@ -206,7 +212,24 @@ class BackplaneFactory(WebSocketServerFactory):
         super().__init__(backplane.uri.text.replace("reverse+", "", 1), reactor=reactor)
         self.backplane = backplane
         self.reactor = reactor
+        #: reverse.allowed.names: ("*",) for any certificate the truststore vouches for
+        self.allowed_names: tuple[str, ...] = options["reverse.allowed.names"]
         configure_websocket(self, options)
+
+    def name_refusal(self, transport: Any) -> str | None:
+        """Why the internal gateway's certificate may not prepare connections here (its
+        CN and SANs name none of reverse.allowed.names), or None."""
+        if "*" in self.allowed_names:
+            return None
+        get = getattr(transport, "getPeerCertificate", None)
+        cert = get() if get is not None else None
+        if cert is None:
+            return "no client certificate"
+        names = certificate_names(cert)
+        if names & set(self.allowed_names):
+            return None
+        return (f"certificate names {', '.join(sorted(names)) or '(none)'} are not in "
+                "reverse.allowed.names")
 
 
 def _peer_subject(transport: Any) -> str:

@@ -33,7 +33,7 @@ from kgateway.auth.principal import Principal
 from kgateway.config import URI, Options
 from kgateway.interfaces import GOING_AWAY, IGatewayService, ISession, ITrackedConnection
 from kgateway.transport.closecodes import RelayingServerProtocol
-from kgateway.transport.forwarded import forwarded_client
+from kgateway.transport.forwarded import forwarded_client, forwarded_proto
 from kgateway.transport.kaazing import KaazingHandshake, offers_kaazing_handshake
 from kgateway.transport.links import (
     StreamLink,
@@ -250,9 +250,19 @@ class GatewayWebSocketFactory(WebSocketServerFactory):
             return None
         scheme, _, authority = origin.partition("://")
         host = request.headers.get("host", "")
-        expected = "https" if self.isSecure else "http"
-        default_port = ":443" if self.isSecure else ":80"
+        expected = self.client_scheme(request)
+        default_port = ":443" if expected == "https" else ":80"
         if scheme == expected and (authority == host or authority + default_port == host
                                    or authority == host + default_port):
             return None
         return f"origin {origin} is not allowed by service {self.service.config.name!r}"
+
+    def client_scheme(self, request: ConnectionRequest) -> str:
+        """``https`` or ``http`` as the browser sees this page: our own TLS, or what a TLS
+        off-loader in front says (X-Forwarded-Proto / Forwarded proto=), believed only from
+        a trusted proxy (http.forwarded.hops / http.forwarded.trusted)."""
+        options = self.service.config.accept_options
+        peer = request.peer.split(":", 1)[1].rpartition(":")[0] if ":" in request.peer else ""
+        proto = forwarded_proto(peer, request.headers, options["http.forwarded.trusted"],
+                                options["http.forwarded.hops"])
+        return proto or ("https" if self.isSecure else "http")

@@ -139,7 +139,9 @@ def test_enterprise_shield_reverse_connections_go_through_the_proxy(
     shield = f"reverse+wss://localhost:{backplane_port}/shield/echo"
     dmz = GatewayProcess(gateway_xml([service_xml(
         "proxy", public, shield, name="public-echo",
-        extra="<connect-options><reverse.timeout>10sec</reverse.timeout></connect-options>")],
+        extra="<connect-options><reverse.timeout>10sec</reverse.timeout>"
+              "<reverse.allowed.names>internal.test</reverse.allowed.names>"
+              "</connect-options>")],
         security(dmz_id)), name="dmz")
     cred = credentials(tmp_path, http_proxy.user, http_proxy.password)
     internal = GatewayProcess(gateway_xml([service_xml(

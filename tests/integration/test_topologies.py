@@ -45,6 +45,10 @@ from tests.helpers import (
     service_xml,
 )
 
+#: the DMZ side's reverse+wss connects accept only the internal gateway's certificate name
+ALLOW_INTERNAL = ("<connect-options><reverse.allowed.names>internal.test"
+                  "</reverse.allowed.names></connect-options>")
+
 INTERNET, DMZ, TRUSTED = "kgt-internet", "kgt-dmz", "kgt-trusted"
 INTERNET_IP, DMZ_PUBLIC_IP, DMZ_INSIDE_IP, TRUSTED_IP = (
     "10.231.1.1", "10.231.1.2", "10.231.2.1", "10.231.2.2")
@@ -175,7 +179,8 @@ def _shield_pair(pki: Pki, *, count: int = 2, internal_ns: str | None = TRUSTED,
         "shield": f"reverse+wss://{inside_ip}:{backplane}/shield/echo",
         "shield-broker": f"reverse+wss://{inside_ip}:{backplane}/shield/broker",
     }
-    timeout = "<connect-options><reverse.timeout>5sec</reverse.timeout></connect-options>"
+    timeout = ("<connect-options><reverse.timeout>5sec</reverse.timeout>"
+               "<reverse.allowed.names>internal.test</reverse.allowed.names></connect-options>")
     dmz_config = gateway_xml([
         service_xml("proxy", [urls["ws"], urls["wss"]], urls["shield"], name="public-echo",
                     extra=timeout),
@@ -366,7 +371,8 @@ def test_shield_on_loopback_serves_stream_clients_too(pki: Pki) -> None:
     backplane = free_port()
     shield = f"reverse+wss://127.0.0.1:{backplane}/shield/tcp"
     dmz = GatewayProcess(gateway_xml([service_xml("proxy", f"tcp://127.0.0.1:{tcp}", shield,
-                                                  name="public-tcp")], pki.security(pki.dmz)),
+                                                  name="public-tcp", extra=ALLOW_INTERNAL)],
+                                     pki.security(pki.dmz)),
                          name="dmz")
     with dmz, _internal_only(pki, pki.internal, shield) as internal:
         internal.wait_for("reverse connection prepared")
@@ -379,6 +385,23 @@ def test_shield_on_loopback_serves_stream_clients_too(pki: Pki) -> None:
         # service (health, metrics, drain) and logs it with the public client's address.
         internal.wait_for(r"access: service=internal-echo peer=127\.0\.0\.1:\d+ .*"
                           r"bytes_in=(\d{6,})")
+
+
+def test_shield_backplane_refuses_internal_gateways_it_does_not_name(pki: Pki) -> None:
+    backplane = free_port()
+    shield = f"reverse+wss://127.0.0.1:{backplane}/shield/echo"
+    dmz = GatewayProcess(gateway_xml([service_xml(
+        "proxy", f"ws://127.0.0.1:{free_port()}/echo", shield, name="public-echo",
+        extra="<connect-options><reverse.allowed.names>other-internal.test"
+              "</reverse.allowed.names></connect-options>")], pki.security(pki.dmz)),
+        name="dmz")
+    with dmz, _internal_only(pki, pki.internal, shield) as internal:
+        dmz.wait_for(r"public-echo: refusing reverse connection from 127\.0\.0\.1:\d+ "
+                     r"\(certificate internal\.test\): certificate names 127\.0\.0\.1, "
+                     r"internal\.test are not in reverse\.allowed\.names")
+        internal.wait_for(r"internal-echo: reverse connection to .* failed \(WebSocket "
+                          r"handshake failed")
+        assert "prepared" not in dmz.log()
 
 
 # -- TLS on ordinary accepts and connects ------------------------------------------------------
@@ -597,7 +620,8 @@ def test_amqp_proxy_behind_dmz_chain_and_enterprise_shield(pki: Pki) -> None:
         service_xml("proxy", f"tcp://127.0.0.1:{forward}", f"wss://127.0.0.1:{inside}/amqp",
                     name="dmz-forward", extra="<connect-options><ssl.present-certificate>true"
                                               "</ssl.present-certificate></connect-options>"),
-        service_xml("proxy", f"tcp://127.0.0.1:{reverse}", shield, name="dmz-shield"),
+        service_xml("proxy", f"tcp://127.0.0.1:{reverse}", shield, name="dmz-shield",
+                    extra=ALLOW_INTERNAL),
     ], pki.security(pki.dmz)), name="dmz")
     with dmz, internal:
         internal.wait_for("amqp-shield: reverse connection prepared")
@@ -652,7 +676,8 @@ def test_jms_behind_dmz_chain_and_enterprise_shield(pki: Pki) -> None:
         service_xml("proxy", f"ws://127.0.0.1:{public}/jms", f"wss://127.0.0.1:{inside}/jms",
                     name="dmz-forward", extra="<connect-options><ssl.present-certificate>true"
                                               "</ssl.present-certificate></connect-options>"),
-        service_xml("proxy", f"ws://127.0.0.1:{public}/jms-shield", shield, name="dmz-shield"),
+        service_xml("proxy", f"ws://127.0.0.1:{public}/jms-shield", shield, name="dmz-shield",
+                    extra=ALLOW_INTERNAL),
     ], pki.security(pki.dmz)), name="dmz")
     with dmz, internal:
         internal.wait_for("jms: reverse connection prepared")

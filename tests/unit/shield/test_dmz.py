@@ -65,3 +65,36 @@ def test_backplanes_route_by_uri_and_refuse_an_unknown_one() -> None:
     assert failures[0].check(ConnectError)
     assert "no Enterprise Shield backplane for reverse+wss://dmz:1443/other" in \
         failures[0].getErrorMessage()
+
+
+class _PeerTLS:
+    def __init__(self, cert: Any) -> None:
+        self.cert = cert
+
+    def getPeerCertificate(self) -> Any:
+        return self.cert
+
+
+def test_the_backplane_accepts_only_the_named_internal_gateways(tmp_path: Any) -> None:
+    from kgateway.certs import make_certificate
+    from kgateway.config import CONNECT_OPTIONS, Options
+    from kgateway.shield.dmz import BackplaneFactory
+    from kgateway.transport.tls import load_identity
+
+    defaults = {k: v for k, (_, v) in CONNECT_OPTIONS.items()}
+    pool = Backplane(MemoryReactorClock(), "dmz", parse_uri("reverse+wss://dmz:1443/s"))
+    internal = load_identity(*make_certificate(str(tmp_path), "internal1.corp",
+                                               ["10.1.2.3"])).chain[0]
+    rogue = load_identity(*make_certificate(str(tmp_path), "laptop.corp")).chain[0]
+
+    def factory(names: tuple[str, ...]) -> BackplaneFactory:
+        options = Options({"reverse.allowed.names": names}, defaults)
+        return BackplaneFactory(pool, options, MemoryReactorClock())
+
+    named = factory(("internal1.corp", "internal2.corp"))
+    assert named.name_refusal(_PeerTLS(internal)) is None
+    refusal = named.name_refusal(_PeerTLS(rogue))
+    assert refusal == "certificate names laptop.corp are not in reverse.allowed.names"
+    assert named.name_refusal(_PeerTLS(None)) == "no client certificate"
+    assert factory(("10.1.2.3",)).name_refusal(_PeerTLS(internal)) is None  # an IP SAN
+    assert factory(("*",)).name_refusal(_PeerTLS(rogue)) is None
