@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import ssl
 import subprocess
@@ -31,6 +32,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import websocket
@@ -48,6 +50,8 @@ from tests.helpers import (
 #: the DMZ side's reverse+wss connects accept only the internal gateway's certificate name
 ALLOW_INTERNAL = ("<connect-options><reverse.allowed.names>internal.test"
                   "</reverse.allowed.names></connect-options>")
+
+TINYPROXY_SH = os.path.join(ROOT, "scripts", "tinyproxy.sh")
 
 INTERNET, DMZ, TRUSTED = "kgt-internet", "kgt-dmz", "kgt-trusted"
 INTERNET_IP, DMZ_PUBLIC_IP, DMZ_INSIDE_IP, TRUSTED_IP = (
@@ -293,6 +297,67 @@ def test_enterprise_shield_across_the_boundary_and_dmz_restart(hosts: None, pki:
         internal.wait_for(r"internal-echo: reverse connection prepared", start=mark)
         code, outcome = client(INTERNET, "ws", urls["ws"])
         assert code == 0, outcome
+
+
+def test_enterprise_shield_through_a_corporate_http_proxy_only(hosts: None, pki: Pki,
+                                                               tmp_path: Path) -> None:
+    """The trusted host may not reach the DMZ directly (iptables OUTPUT: only the proxy's
+    port); the internal gateway's reverse connections go through tinyproxy (Basic auth) at
+    the DMZ edge, TLS inside the tunnel."""
+    user, password = "kgw", "kgw-secret"
+    proxy_port = 3128
+    env = {**os.environ, "KGW_PROXY_USER": user, "KGW_PROXY_PASSWORD": password}
+    proxy_cmd = ["ip", "netns", "exec", DMZ, TINYPROXY_SH]
+    proxy_args = ["--listen", DMZ_INSIDE_IP, "--port", str(proxy_port)]
+    # Allowed: the trusted host, and the proxy's own address (the script's health check).
+    started = subprocess.run([*proxy_cmd, "start", *proxy_args, "--allow", TRUSTED_IP,
+                              "--allow", DMZ_INSIDE_IP],
+                             env=env, timeout=60, capture_output=True, text=True)
+    assert started.returncode == 0, started.stdout + started.stderr
+    try:
+        _shield_through_proxy(pki, tmp_path, user, password, proxy_port)
+    finally:
+        subprocess.run([*proxy_cmd, "stop", *proxy_args], env=env, timeout=60,
+                       capture_output=True)
+
+
+def _shield_through_proxy(pki: Pki, tmp_path: Path, user: str, password: str,
+                          proxy_port: int) -> None:
+    blocked = [["-A", "OUTPUT", "-d", DMZ_INSIDE_IP, "-p", "tcp", "--dport", str(proxy_port),
+                "-j", "ACCEPT"],
+               ["-A", "OUTPUT", "-d", DMZ_INSIDE_IP, "-j", "REJECT"]]
+    for rule in blocked:
+        _in(TRUSTED, "iptables", *rule)
+    cred = tmp_path / "proxy.credentials"
+    cred.write_text(f"{user}:{password}\n")
+    public, backplane = free_port(), free_port()
+    shield = f"reverse+wss://{DMZ_INSIDE_IP}:{backplane}/shield/echo"
+    dmz = NsGateway(DMZ, gateway_xml([service_xml(
+        "proxy", f"ws://{DMZ_PUBLIC_IP}:{public}/echo", shield, name="public-echo",
+        extra=ALLOW_INTERNAL)], pki.security(pki.dmz)), name="dmz")
+    internal = NsGateway(TRUSTED, gateway_xml([service_xml(
+        "echo", shield, name="internal-echo",
+        extra=(f"<accept-options><http.proxy>http://{DMZ_INSIDE_IP}:{proxy_port}</http.proxy>"
+               f"<http.proxy.credentials.file>{cred}</http.proxy.credentials.file>"
+               "</accept-options>"))], pki.security(pki.internal)), name="internal")
+    try:
+        with dmz, internal:
+            internal.wait_for(r"internal-echo: reverse connection prepared")
+            # Control: the backplane listens, but the trusted host cannot reach it directly.
+            direct = _in(TRUSTED, sys.executable, "-c",
+                         "import socket; socket.create_connection"
+                         f"(('{DMZ_INSIDE_IP}', {backplane}), timeout=3)", check=False)
+            assert direct.returncode != 0 and "refused" in direct.stderr.lower(), direct
+            # The DMZ saw the connection come from the proxy (on its own host).
+            dmz.wait_for(rf"public-echo: reverse connection from {re.escape(DMZ_INSIDE_IP)}:\d+ "
+                         r"\(certificate internal\.test\) prepared")
+            code, outcome = client(INTERNET, "ws", f"ws://{DMZ_PUBLIC_IP}:{public}/echo")
+            assert code == 0 and outcome["replies"] == ["message 0", "message 1",
+                                                        "message 2"], outcome
+            assert password not in internal.log()
+    finally:
+        for rule in blocked:
+            _in(TRUSTED, "iptables", "-D", *rule[1:], check=False)
 
 
 # -- Enterprise Shield on loopback: refusal and TLS checks ----------------------------------
