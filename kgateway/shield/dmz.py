@@ -36,6 +36,11 @@ log = Logger()
 BackplaneKey = tuple[str, int, str]
 
 
+class ReverseLost(ConnectError):
+    """A prepared reverse connection died while being paired (its internal gateway went
+    away): another one may still serve the client."""
+
+
 def backplane_key(uri: URI) -> BackplaneKey:
     return (uri.host, uri.port, uri.path)
 
@@ -76,14 +81,14 @@ class Backplane:
         self.uri = uri
         self.idle: deque[BackplaneProtocol] = deque()
         self.waiting: deque[tuple[defer.Deferred[ILink], ILinkReceiver, Sequence[str], str,
-                                  IDelayedCall]] = deque()
+                                  IDelayedCall, float]] = deque()
 
     def take(self, receiver: ILinkReceiver, protocols: Sequence[str], client: str,
              timeout: float) -> defer.Deferred[ILink]:
         while self.idle:
             proto = self.idle.popleft()
             if proto.state == proto.STATE_OPEN and proto.machine.phase is Phase.IDLE:
-                return proto.pair(receiver, protocols, client)
+                return self._pair(proto, receiver, protocols, client, timeout)
         d: defer.Deferred[ILink] = defer.Deferred()
 
         def expire() -> None:
@@ -92,18 +97,31 @@ class Backplane:
                                    f"{timeout:g}s (reverse.timeout)"))
 
         call = self.reactor.callLater(timeout, expire)
-        self.waiting.append((d, receiver, protocols, client, call))
+        self.waiting.append((d, receiver, protocols, client, call, timeout))
         log.info("{service}: {client} waits for a reverse connection on {uri}",
                  service=self.service, client=client, uri=str(self.uri))
         return d
 
+    def _pair(self, proto: BackplaneProtocol, receiver: ILinkReceiver,
+              protocols: Sequence[str], client: str, timeout: float) -> defer.Deferred[ILink]:
+        """Pair *client* with *proto*; if *proto* dies meanwhile (several internal gateways
+        on one path, one of them killed), try the next prepared connection or wait."""
+
+        def lost(failure: Any) -> Any:
+            failure.trap(ReverseLost)
+            log.info("{service}: reverse connection lost while pairing {client}; trying "
+                     "another", service=self.service, client=client)
+            return self.take(receiver, protocols, client, timeout)
+
+        return proto.pair(receiver, protocols, client).addErrback(lost)
+
     def ready(self, proto: BackplaneProtocol) -> None:
         """*proto* said HELLO: hand it to the longest-waiting client, or keep it idle."""
         while self.waiting:
-            d, receiver, protocols, client, call = self.waiting.popleft()
+            d, receiver, protocols, client, call, timeout = self.waiting.popleft()
             if call.active():
                 call.cancel()
-                proto.pair(receiver, protocols, client).chainDeferred(d)
+                self._pair(proto, receiver, protocols, client, timeout).chainDeferred(d)
                 return
         self.idle.append(proto)
 
@@ -162,7 +180,7 @@ class BackplaneProtocol(RelayingServerProtocol):
         self.factory.backplane.lost(self)
         opening, self.opening = self.opening, None
         if opening is not None:
-            opening.errback(ConnectError("reverse connection lost while opening"))
+            opening.errback(ReverseLost("reverse connection lost while opening"))
         elif was is Phase.PAIRED and self.receiver is not None:
             receiver, self.receiver = self.receiver, None
             receiver.closed(code, reason or "")
