@@ -66,6 +66,14 @@ def parse_verify_client(text: str) -> str:
     return value
 
 
+def parse_window_bits(text: str) -> int:
+    """A zlib window size, 9..15 (2**bits bytes)."""
+    bits = parse_positive_int(text)
+    if not 9 <= bits <= 15:
+        raise ValueError(f"expected 9 to 15, not {bits}")
+    return bits
+
+
 def parse_allowed_names(text: str) -> tuple[str, ...]:
     """``internal1.corp, internal2.corp`` (or ``*``) -> names, lower-cased."""
     names = tuple(n.strip().lower() for n in text.replace(",", " ").split() if n.strip())
@@ -121,6 +129,10 @@ OptionParser = Callable[[str], Any]
 ACCEPT_OPTIONS: dict[str, tuple[OptionParser, Any]] = {
     "ws.maximum.message.size": (parse_size, 1024 * 1024),
     "ws.inactivity.timeout": (parse_duration, 0.0),
+    # permessage-deflate (RFC 7692), off by default: kgateway.transport.compression
+    "ws.permessage-deflate": (parse_bool, False),
+    "ws.permessage-deflate.window-bits": (parse_window_bits, 15),
+    "ws.permessage-deflate.context-takeover": (parse_bool, True),
     "tcp.bind": (parse_bind, None),
     "ssl.bind": (parse_bind, None),
     "ws.bind": (parse_bind, None),

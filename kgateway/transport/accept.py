@@ -33,6 +33,7 @@ from kgateway.auth.principal import Principal
 from kgateway.config import URI, Options
 from kgateway.interfaces import GOING_AWAY, IGatewayService, ISession, ITrackedConnection
 from kgateway.transport.closecodes import RelayingServerProtocol
+from kgateway.transport.compression import configure_deflate
 from kgateway.transport.forwarded import forwarded_client, forwarded_proto
 from kgateway.transport.kaazing import KaazingHandshake, offers_kaazing_handshake
 from kgateway.transport.links import (
@@ -236,6 +237,7 @@ class GatewayWebSocketFactory(WebSocketServerFactory):
         self.gate = gate
         options: Options = service.config.accept_options
         configure_websocket(self, options)
+        configure_deflate(self, options)  # permessage-deflate, if an accept-option asks
         self.allowed_origins = frozenset(
             c.allow_origin.rstrip("/") for c in service.config.cross_site_constraints
         )
