@@ -88,3 +88,36 @@ def test_message_too_big_at_the_innermost_gateway_reaches_the_client(length: int
     finally:
         backend.stop()
 
+
+
+def test_bad_gateway_crosses_an_enterprise_shield_hop(tmp_path_factory: pytest.TempPathFactory,
+                                                      ) -> None:
+    """client --ws--> DMZ proxy --reverse+wss--> internal proxy --tcp--> (nothing)."""
+    import os
+
+    from kgateway.certs import make_certificate
+
+    folder = str(tmp_path_factory.mktemp("shield-certs"))
+    dmz_id = make_certificate(folder, "dmz.test", ["localhost", "127.0.0.1"])
+    internal_id = make_certificate(folder, "internal.test", ["127.0.0.1"])
+    ca = os.path.join(folder, "ca.pem")
+
+    def security(identity: tuple[str, str]) -> str:
+        return (f"<security><keystore><certificate-file>{identity[0]}</certificate-file>"
+                f"<key-file>{identity[1]}</key-file></keystore>"
+                f"<truststore><file>{ca}</file></truststore></security>")
+
+    public = f"ws://127.0.0.1:{free_port()}/p"
+    shield = f"reverse+wss://127.0.0.1:{free_port()}/shield/p"
+    dead = f"tcp://127.0.0.1:{free_port()}"
+    dmz = GatewayProcess(gateway_xml([service_xml(
+        "proxy", public, shield, name="dmz",
+        extra="<connect-options><reverse.allowed.names>internal.test"
+              "</reverse.allowed.names></connect-options>")], security(dmz_id)), name="dmz")
+    internal = GatewayProcess(gateway_xml([service_xml("proxy", shield, dead, name="inside")],
+                                          security(internal_id)), name="internal")
+    with dmz, internal:
+        internal.wait_for(r"inside: reverse connection prepared")
+        client = websocket.create_connection(public, timeout=15)
+        code, reason = _close_frame(client)
+        assert code == 1014 and reason.startswith(f"cannot connect to {dead}"), (code, reason)
