@@ -160,3 +160,22 @@ def test_enterprise_shield_reverse_connections_go_through_the_proxy(
         log = proxy_log(http_proxy)
         assert re.search(rf"CONNECT localhost:{backplane_port} HTTP/1\.1", log)
         assert http_proxy.password not in internal.log()
+
+
+def test_a_plain_ws_and_a_tcp_connect_go_through_the_proxy_too(
+        http_proxy: HttpProxy, certs: Certs, tmp_path: Path) -> None:
+    ws_url = f"ws://127.0.0.1:{free_port()}/echo"
+    tcp_port = free_port()
+    backend = GatewayProcess(gateway_xml([service_xml("echo", [ws_url, f"tcp://127.0.0.1:{tcp_port}"],
+                                                      name="echo-c")]), name="c")
+    cred = credentials(tmp_path, http_proxy.user, http_proxy.password)
+    with backend:
+        for target in (ws_url, f"tcp://127.0.0.1:{tcp_port}"):
+            with gateway_a(target, certs, http_proxy, cred) as a:
+                client = websocket.create_connection(a.accept, timeout=15)  # type: ignore[attr-defined]
+                client.send_binary(b"\x01tunnelled")
+                assert client.recv() == b"\x01tunnelled"
+                client.close()
+        log = proxy_log(http_proxy)
+        assert f"CONNECT 127.0.0.1:{ws_url.split(':')[2].split('/')[0]} HTTP/1.1" in log
+        assert f"CONNECT 127.0.0.1:{tcp_port} HTTP/1.1" in log
