@@ -50,7 +50,9 @@ class Connector:
                 raise TLSConfigError("ssl.present-certificate needs <security><keystore>")
             identity = self.identity
         return ClientTLS(options["ssl.hostname"] or uri.host,
-                         options["ssl.truststore"] or self.truststore, identity)
+                         options["ssl.truststore"] or self.truststore, identity,
+                         protocols=options["ssl.protocols"], ciphers=options["ssl.ciphers"],
+                         crl_file=options["ssl.crl"])
 
     def connect(self, uri: URI, options: Options, receiver: ILinkReceiver, *,
                 protocols: Sequence[str] = (), client: str = "") -> defer.Deferred[ILink]:

@@ -44,7 +44,7 @@ from kgateway.services.base import GatewayStatus, ServiceContext
 from kgateway.shield.dmz import Backplane
 from kgateway.shield.internal import ReverseConnector
 from kgateway.systemd import Notifier
-from kgateway.transport.tls import TLSConfigError, security_identity
+from kgateway.transport.tls import TLSConfigError, more_identities, security_identity
 from kgateway.transport.tracker import ConnectionTracker
 from kgateway.workers import notify_ready
 
@@ -105,7 +105,8 @@ class GatewayService(service.MultiService):
             reactor, truststore=security.truststore_file, identity=identity)
         self.status = GatewayStatus(self.tracker, worker, backplanes=self.connector.backplanes)
         self.listeners = Listeners(reactor, security, identity, self.tracker,
-                                   reuse_port=worker is not None)
+                                   reuse_port=worker is not None,
+                                   alternatives=more_identities(security))
         # Enterprise Shield, internal side: reverse connections dialled out to the DMZ,
         # by service name
         self.reverse_by_service: dict[str, list[ReverseConnector]] = {}

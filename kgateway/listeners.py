@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import errno
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,8 +62,8 @@ class Listener:
     port: int
     transport: str  # "http" (and WebSocket), or a stream scheme "tcp"/"ssl", or "udp"
     tls: bool
-    #: (ssl.verify-client, ssl.protocols, ssl.ciphers) of the services on this port
-    tls_settings: tuple[str, tuple[str, ...], str | None] = ("none", (), None)
+    #: (ssl.verify-client, ssl.protocols, ssl.ciphers, ssl.crl) of the services on this port
+    tls_settings: tuple[str, tuple[str, ...], str | None, str | None] = ("none", (), None, None)
     #: accept-option proxy.protocol, which every service on this port agrees on
     proxy_protocol: str = "none"
     #: accept-options http.handshake.timeout and ssl.handshake.timeout, one per port
@@ -91,16 +92,19 @@ class Listeners:
     """The gateway's listeners, by (host, port)."""
 
     def __init__(self, reactor: Any, security: Security, identity: tls.Identity | None,
-                 tracker: ConnectionTracker, reuse_port: bool = False) -> None:
+                 tracker: ConnectionTracker, reuse_port: bool = False,
+                 alternatives: Sequence[tls.Identity] = ()) -> None:
         self.reactor = reactor
         self.security = security
         self.identity = identity
+        #: the other <keystore>s' identities, chosen by SNI on every TLS port
+        self.alternatives = alternatives
         self.tracker = tracker
         self.reuse_port = reuse_port  # --workers: siblings share each port
         self.by_address: dict[tuple[str, int], Listener] = {}
 
     def _listener(self, host: str, port: int, transport: str, tls_on: bool,
-                  tls_settings: tuple[str, tuple[str, ...], str | None],
+                  tls_settings: tuple[str, tuple[str, ...], str | None, str | None],
                   proxy_protocol: str) -> Listener:
         listener = self.by_address.get((host, port))
         if listener is None:
@@ -114,7 +118,8 @@ class Listeners:
         host, port = bind_address(uri, options)
         listener = self._listener(
             host, port, "http" if uri.is_http else uri.scheme, uri.is_tls,
-            (options["ssl.verify-client"], options["ssl.protocols"], options["ssl.ciphers"]),
+            (options["ssl.verify-client"], options["ssl.protocols"], options["ssl.ciphers"],
+             options["ssl.crl"]),
             options["proxy.protocol"])
         listener.names.append(config.name)
         listener.http_handshake_timeout = options["http.handshake.timeout"]
@@ -134,7 +139,8 @@ class Listeners:
     def add_backplane(self, backplane: Backplane, config: ServiceConfig) -> None:
         """The DMZ side of a reverse+wss:// connect: a wss listener requiring client certs."""
         uri = backplane.uri
-        listener = self._listener(uri.host, uri.port, "http", True, ("required", (), None),
+        listener = self._listener(uri.host, uri.port, "http", True,
+                                  ("required", (), None, config.connect_options["ssl.crl"]),
                                   "none")
         listener.names.append(f"{config.name} (Enterprise Shield backplane)")
         if listener.router is None:
@@ -234,11 +240,12 @@ class Listeners:
         """The TLS context of a listener's port: one for all its addresses."""
         if self.identity is None:
             raise ListenError(f"{listener.describe()} needs <security><keystore>")
-        verify, protocols, ciphers = listener.tls_settings
+        verify, protocols, ciphers, crl = listener.tls_settings
         try:
             return tls.server_options(self.identity, protocols=protocols, ciphers=ciphers,
                                       verify_client=verify,
-                                      ca_file=self.security.truststore_file)
+                                      ca_file=self.security.truststore_file, crl_file=crl,
+                                      alternatives=self.alternatives)
         except tls.TLSConfigError as e:
             raise ListenError(f"{listener.describe()}: {e}") from e
 

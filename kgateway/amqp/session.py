@@ -30,6 +30,7 @@ from kgateway.auth.gate import Gate
 from kgateway.auth.principal import Principal
 from kgateway.config import ServiceConfig
 from kgateway.interfaces import ConnectError, IConnector, IGoingAway, ILink, ILinkReceiver, ISession
+from kgateway.protocols.kaazing import application_protocols
 from kgateway.timers import NamedTimers
 from kgateway.transport.tracker import note_backend
 
@@ -87,6 +88,9 @@ class AmqpSession:
     # -- ISession (the client) -------------------------------------------------------------
 
     def negotiate(self, offered: list[str]) -> str | None:
+        # An offer of only x-kaazing-handshake is an offer of none (transport.kaazing plays
+        # the extended handshake in front of this session and passes the real protocols).
+        offered = application_protocols(offered)
         if not offered:
             return None
         if SUBPROTOCOL in offered:

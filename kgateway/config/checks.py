@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +31,21 @@ def check_tls(service: ServiceConfig, security: Security, problem: Report) -> No
     if reverse_connect and service.connect_options["ssl.verify-client"] != "required":
         problem(line, f"service {service.name!r}: a reverse+wss:// connect always requires "
                       "client certificates (ssl.verify-client required)")
+    if reverse_connect and not service.connect_options["reverse.allowed.names"]:
+        # Fail-closed: any certificate the truststore vouches for could otherwise take the
+        # public clients of this backplane.
+        problem(line, f"service {service.name!r}: a reverse+wss:// connect needs the "
+                      "connect-option reverse.allowed.names: the certificate names (CN or "
+                      "SAN) of the internal gateways it accepts, or * for any certificate "
+                      "signed by the truststore's CAs")
+    if service.accept_options["ssl.crl"] is not None and not needs_trust:
+        problem(line, f"service {service.name!r}: accept-option ssl.crl checks client "
+                      "certificates: set ssl.verify-client to optional or required")
+    for option_set, kind in ((service.accept_options, "accept"),
+                             (service.connect_options, "connect")):
+        crl = option_set["ssl.crl"]
+        if crl is not None and not os.path.isfile(crl):
+            problem(line, f"service {service.name!r}: {kind}-option ssl.crl: no file {crl}")
     if (needs_trust or reverse_accept or reverse_connect) and security.truststore_file is None:
         problem(line, f"service {service.name!r} checks certificates of the other side: "
                       "add <security><truststore><file>ca.pem</file>")
@@ -59,12 +75,12 @@ def check_accepts(services: list[ServiceConfig], uri_line: Callable[[URI, int], 
                 settings = ("required",) if uri.is_reverse else tuple(
                     service.accept_options[k]
                     for k in ("ssl.verify-client", "ssl.protocols", "ssl.ciphers",
-                              "ssl.handshake.timeout"))
+                              "ssl.handshake.timeout", "ssl.crl"))
                 earlier = tls_settings.setdefault((host, port), (settings, service.name))
                 if earlier[0] != settings:
                     problem(line, f"{uri} shares port {port} with service {earlier[1]!r} but "
                                   "not its TLS settings (ssl.verify-client, ssl.protocols, "
-                                  "ssl.ciphers, ssl.handshake.timeout; an Enterprise Shield backplane needs a port of "
+                                  "ssl.ciphers, ssl.handshake.timeout, ssl.crl; an Enterprise Shield backplane needs a port of "
                                   "its own)")
                     continue
             if not uri.is_reverse:

@@ -96,6 +96,16 @@ class RealmConfig:
 
 
 @dataclass(frozen=True)
+class Keystore:
+    """One ``<keystore>``: PEM certificate + key files, or a PKCS#12 file and password."""
+
+    certificate_file: str | None = None
+    key_file: str | None = None
+    keystore_file: str | None = None
+    keystore_password: str | None = None
+
+
+@dataclass(frozen=True)
 class Security:
     certificate_file: str | None = None
     key_file: str | None = None
@@ -105,6 +115,9 @@ class Security:
     keystore_password: str | None = None
     #: realm name -> realm
     realms: Mapping[str, RealmConfig] = field(default_factory=lambda: MappingProxyType({}))
+    #: the second and later <keystore>s: certificates for other host names, chosen by the
+    #: name a TLS client asks for (SNI); the first keystore (above) is the default
+    more_keystores: tuple[Keystore, ...] = ()
 
     @property
     def has_identity(self) -> bool:

@@ -14,6 +14,7 @@ import ipaddress
 from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlsplit
 
 from OpenSSL import SSL
 
@@ -65,6 +66,24 @@ def parse_verify_client(text: str) -> str:
     return value
 
 
+def parse_window_bits(text: str) -> int:
+    """A zlib window size, 9..15 (2**bits bytes)."""
+    bits = parse_positive_int(text)
+    if not 9 <= bits <= 15:
+        raise ValueError(f"expected 9 to 15, not {bits}")
+    return bits
+
+
+def parse_allowed_names(text: str) -> tuple[str, ...]:
+    """``internal1.corp, internal2.corp`` (or ``*``) -> names, lower-cased."""
+    names = tuple(n.strip().lower() for n in text.replace(",", " ").split() if n.strip())
+    if not names:
+        raise ValueError("expected certificate names (CN or SAN), or *")
+    if "*" in names and len(names) > 1:
+        raise ValueError("* (any certificate the truststore vouches for) stands alone")
+    return names
+
+
 def parse_proxy_mode(text: str) -> str:
     mode = text.strip().lower()
     if mode not in PROXY_MODES:
@@ -97,6 +116,26 @@ def parse_rate(text: str) -> float:
     return value / per
 
 
+def parse_http_proxy(text: str) -> tuple[str, int]:
+    """``http://proxy.example:3128`` -> (host, port); the port defaults to 80.
+
+    Credentials never go in the URL (it is logged): ``http.proxy.credentials.file``.
+    """
+    value = text.strip()
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"expected http://host:port, not {text!r}") from None
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("no credentials in http.proxy (it appears in logs): put user:password "
+                         "in the file named by http.proxy.credentials.file")
+    if parts.scheme != "http" or not parts.hostname or parts.path not in ("", "/") \
+            or parts.query or parts.fragment:
+        raise ValueError(f"expected http://host:port, not {text!r}")
+    return parts.hostname, port or 80
+
+
 OptionParser = Callable[[str], Any]
 
 
@@ -105,6 +144,10 @@ ACCEPT_OPTIONS: dict[str, tuple[OptionParser, Any]] = {
     "ws.maximum.message.size": (parse_size, 1024 * 1024),
     "ws.inactivity.timeout": (parse_duration, 0.0),
     "ws.fast.path": (parse_bool, True),
+    # permessage-deflate (RFC 7692), off by default: kgateway.transport.compression
+    "ws.permessage-deflate": (parse_bool, False),
+    "ws.permessage-deflate.window-bits": (parse_window_bits, 15),
+    "ws.permessage-deflate.context-takeover": (parse_bool, True),
     "tcp.bind": (parse_bind, None),
     "ssl.bind": (parse_bind, None),
     "ws.bind": (parse_bind, None),
@@ -117,6 +160,8 @@ ACCEPT_OPTIONS: dict[str, tuple[OptionParser, Any]] = {
     "ssl.protocols": (parse_tls_protocols, ()),
     "ssl.ciphers": (parse_tls_ciphers, None),
     "ssl.verify-client": (parse_verify_client, "none"),
+    # a CRL (PEM or DER) checked against client certificates (with ssl.verify-client)
+    "ssl.crl": (str, None),
     "udp.idle.timeout": (parse_duration, 60.0),
     "reverse.prepared.connection.count": (parse_positive_int, 1),
     "reverse.retry.initial.interval": (parse_duration, 0.5),
@@ -129,6 +174,9 @@ ACCEPT_OPTIONS: dict[str, tuple[OptionParser, Any]] = {
     "connection.limit.per.address": (parse_count, 0),
     "handshake.rate": (parse_rate, 0.0),
     "handshake.burst": (parse_count, 0),
+    # reverse+wss:// accepts dial out to the DMZ gateway: through this HTTP proxy, if set
+    "http.proxy": (parse_http_proxy, None),
+    "http.proxy.credentials.file": (str, None),
 }
 
 #: connect-options: name -> (parser, default).
@@ -140,8 +188,18 @@ CONNECT_OPTIONS: dict[str, tuple[OptionParser, Any]] = {
     "ssl.hostname": (str, None),
     "ssl.present-certificate": (parse_bool, False),
     "ssl.verify-client": (parse_verify_client, "required"),
+    "ssl.protocols": (parse_tls_protocols, ()),
+    "ssl.ciphers": (parse_tls_ciphers, None),
+    # a CRL (PEM or DER) checked against the back end's certificate; on a reverse+wss
+    # connect, against the internal gateways' certificates at the backplane
+    "ssl.crl": (str, None),
+    # reverse+wss connects: certificate names (CN or SAN) of the internal gateways the
+    # backplane accepts; "*" for any certificate the truststore vouches for. Required.
+    "reverse.allowed.names": (parse_allowed_names, ()),
     "reverse.timeout": (parse_duration, 10.0),
     "udp.idle.timeout": (parse_duration, 60.0),
+    "http.proxy": (parse_http_proxy, None),
+    "http.proxy.credentials.file": (str, None),
 }
 
 

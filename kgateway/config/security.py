@@ -37,7 +37,7 @@ from kgateway.auth.settings import (
     login_module_settings,
     realm_settings,
 )
-from kgateway.config.model import RealmConfig, Security
+from kgateway.config.model import Keystore, RealmConfig, Security
 from kgateway.config.xmltree import Element
 
 #: Kaazing <authentication> children kgateway does not implement: refused, with the reason
@@ -61,38 +61,13 @@ class SecurityReader:
         return os.path.normpath(os.path.join(self.base, text))
 
     def read(self, elements: list[Element]) -> Security:
-        cert = key = trust = p12 = password = None
+        trust = None
+        keystores: list[Keystore] = []
         realms: dict[str, RealmConfig] = {}
         for element in elements:
             for child in element.children:
                 if child.tag == "keystore":
-                    kind = None
-                    for item in child.children:
-                        if item.tag == "certificate-file":
-                            cert = self.existing_file(item)
-                        elif item.tag == "key-file":
-                            key = self.existing_file(item)
-                        elif item.tag == "file":
-                            p12 = self.existing_file(item)
-                        elif item.tag == "type":
-                            kind = item
-                        elif item.tag == "password":
-                            password = item.text
-                        elif item.tag == "password-file":
-                            password = self.password_file(item)
-                        else:
-                            self.problem(item.line, f"unknown element <{item.tag}> in <keystore>; "
-                                                    "expected certificate-file and key-file, or "
-                                                    "file (PKCS#12), type, password, "
-                                                    "password-file")
-                    if kind is not None and kind.text.upper() not in ("PEM", "PKCS12"):
-                        self.problem(kind.line, f"keystore type {kind.text} is not supported: "
-                                                "convert a Java keystore with keytool "
-                                                "-importkeystore -deststoretype PKCS12 (see "
-                                                "README, TLS)")
-                    if p12 is not None and cert is not None:
-                        self.problem(child.line, "<keystore>: give either <file> (PKCS#12) or "
-                                                 "<certificate-file> + <key-file>, not both")
+                    keystores.append(self.keystore(child))
                 elif child.tag == "truststore":
                     for item in child.children:
                         if item.tag == "file":
@@ -114,7 +89,42 @@ class SecurityReader:
                 else:
                     self.problem(child.line, f"unknown element <{child.tag}> in <security>; "
                                              "expected keystore, truststore or realm")
-        return Security(cert, key or cert, trust, p12, password, MappingProxyType(realms))
+        first = keystores[0] if keystores else Keystore()
+        return Security(first.certificate_file, first.key_file, trust, first.keystore_file,
+                        first.keystore_password, MappingProxyType(realms),
+                        tuple(keystores[1:]))
+
+    def keystore(self, child: Element) -> Keystore:
+        """One <keystore>; several give one certificate per host name (SNI)."""
+        cert = key = p12 = password = None
+        kind = None
+        for item in child.children:
+            if item.tag == "certificate-file":
+                cert = self.existing_file(item)
+            elif item.tag == "key-file":
+                key = self.existing_file(item)
+            elif item.tag == "file":
+                p12 = self.existing_file(item)
+            elif item.tag == "type":
+                kind = item
+            elif item.tag == "password":
+                password = item.text
+            elif item.tag == "password-file":
+                password = self.password_file(item)
+            else:
+                self.problem(item.line, f"unknown element <{item.tag}> in <keystore>; "
+                                        "expected certificate-file and key-file, or "
+                                        "file (PKCS#12), type, password, "
+                                        "password-file")
+        if kind is not None and kind.text.upper() not in ("PEM", "PKCS12"):
+            self.problem(kind.line, f"keystore type {kind.text} is not supported: "
+                                    "convert a Java keystore with keytool "
+                                    "-importkeystore -deststoretype PKCS12 (see "
+                                    "README, TLS)")
+        if p12 is not None and cert is not None:
+            self.problem(child.line, "<keystore>: give either <file> (PKCS#12) or "
+                                     "<certificate-file> + <key-file>, not both")
+        return Keystore(cert, key or cert, p12, password)
 
     def password_file(self, element: Element) -> str | None:
         path = self.existing_file(element)

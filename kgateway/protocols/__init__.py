@@ -6,6 +6,8 @@ clock. They import nothing of kgateway beyond this folder, and no Twisted.
     stomp.py          STOMP 1.0-1.2 frames, parser, negotiation
     proxy_protocol.py HAProxy's PROXY protocol v1 and v2 headers
     shield_control.py Enterprise Shield's control messages between two gateways
+    http_connect.py   HTTP CONNECT to a proxy: the request, the proxy's answer
+    kaazing.py        Kaazing's extended handshake (x-kaazing-handshake) in WebSocket messages
 
 Each module documents its wire format next to its code; tests feed them one byte at a time
 and with Hypothesis.

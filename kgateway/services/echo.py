@@ -7,6 +7,7 @@ from __future__ import annotations
 from zope.interface import implementer
 
 from kgateway.interfaces import IFastPathSession, ILink, ISession
+from kgateway.protocols.kaazing import application_protocols
 from kgateway.services.base import ServiceBase, ServiceType
 
 
@@ -17,6 +18,8 @@ class EchoSession:
 
     def negotiate(self, offered: list[str]) -> str | None:
         # Browsers fail the handshake if they offered subprotocols and none is chosen.
+        # x-kaazing-handshake only the extended handshake may select (transport.kaazing).
+        offered = application_protocols(offered)
         return offered[0] if offered else None
 
     def opened(self) -> None:

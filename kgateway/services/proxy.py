@@ -36,6 +36,7 @@ from kgateway.interfaces import (
     ILinkReceiver,
     ISession,
 )
+from kgateway.protocols.kaazing import application_protocols
 from kgateway.services.base import BackendService, PropertySpec, ServiceContext, ServiceType
 from kgateway.transport.tracker import note_backend
 
@@ -78,7 +79,9 @@ class ProxySession:
     # the client side (ISession)
 
     def negotiate(self, offered: list[str]) -> defer.Deferred[str | None]:
-        return self._connect(offered, [])
+        # Never x-kaazing-handshake: not chosen for a TCP back end, not passed on to a
+        # WebSocket one (whose extended handshake this proxy would then owe it).
+        return self._connect(application_protocols(offered), [])
 
     def _connect(self, offered: list[str], tried: list[Target]) -> defer.Deferred[str | None]:
         config = self.service.config

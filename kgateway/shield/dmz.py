@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
-from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.twisted.websocket import WebSocketServerFactory
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall
@@ -27,11 +27,18 @@ from kgateway.interfaces import ConnectError, ILink, ILinkReceiver
 from kgateway.protocols import shield_control as control
 from kgateway.shield.pairing import BackplaneMachine, Phase
 from kgateway.timers import NamedTimers
+from kgateway.transport.closecodes import RelayingServerProtocol
 from kgateway.transport.links import WebSocketLink, configure_websocket, format_address
+from kgateway.transport.tls import certificate_names
 
 log = Logger()
 
 BackplaneKey = tuple[str, int, str]
+
+
+class ReverseLost(ConnectError):
+    """A prepared reverse connection died while being paired (its internal gateway went
+    away): another one may still serve the client."""
 
 
 def backplane_key(uri: URI) -> BackplaneKey:
@@ -74,14 +81,14 @@ class Backplane:
         self.uri = uri
         self.idle: deque[BackplaneProtocol] = deque()
         self.waiting: deque[tuple[defer.Deferred[ILink], ILinkReceiver, Sequence[str], str,
-                                  IDelayedCall]] = deque()
+                                  IDelayedCall, float]] = deque()
 
     def take(self, receiver: ILinkReceiver, protocols: Sequence[str], client: str,
              timeout: float) -> defer.Deferred[ILink]:
         while self.idle:
             proto = self.idle.popleft()
             if proto.state == proto.STATE_OPEN and proto.machine.phase is Phase.IDLE:
-                return proto.pair(receiver, protocols, client)
+                return self._pair(proto, receiver, protocols, client, timeout)
         d: defer.Deferred[ILink] = defer.Deferred()
 
         def expire() -> None:
@@ -90,18 +97,31 @@ class Backplane:
                                    f"{timeout:g}s (reverse.timeout)"))
 
         call = self.reactor.callLater(timeout, expire)
-        self.waiting.append((d, receiver, protocols, client, call))
+        self.waiting.append((d, receiver, protocols, client, call, timeout))
         log.info("{service}: {client} waits for a reverse connection on {uri}",
                  service=self.service, client=client, uri=str(self.uri))
         return d
 
+    def _pair(self, proto: BackplaneProtocol, receiver: ILinkReceiver,
+              protocols: Sequence[str], client: str, timeout: float) -> defer.Deferred[ILink]:
+        """Pair *client* with *proto*; if *proto* dies meanwhile (several internal gateways
+        on one path, one of them killed), try the next prepared connection or wait."""
+
+        def lost(failure: Any) -> Any:
+            failure.trap(ReverseLost)
+            log.info("{service}: reverse connection lost while pairing {client}; trying "
+                     "another", service=self.service, client=client)
+            return self.take(receiver, protocols, client, timeout)
+
+        return proto.pair(receiver, protocols, client).addErrback(lost)
+
     def ready(self, proto: BackplaneProtocol) -> None:
         """*proto* said HELLO: hand it to the longest-waiting client, or keep it idle."""
         while self.waiting:
-            d, receiver, protocols, client, call = self.waiting.popleft()
+            d, receiver, protocols, client, call, timeout = self.waiting.popleft()
             if call.active():
                 call.cancel()
-                proto.pair(receiver, protocols, client).chainDeferred(d)
+                self._pair(proto, receiver, protocols, client, timeout).chainDeferred(d)
                 return
         self.idle.append(proto)
 
@@ -114,7 +134,7 @@ class Backplane:
             self.idle.popleft().dropConnection(abort=True)
 
 
-class BackplaneProtocol(WebSocketServerProtocol):
+class BackplaneProtocol(RelayingServerProtocol):
     """One reverse connection, as the DMZ gateway sees it: Autobahn <-> BackplaneMachine."""
 
     factory: BackplaneFactory
@@ -128,6 +148,11 @@ class BackplaneProtocol(WebSocketServerProtocol):
         transport: Any = self.transport
         self.who = f"{format_address(transport.getPeer())} " \
                    f"(certificate {_peer_subject(transport)})"
+        refusal = self.factory.name_refusal(transport)
+        if refusal is not None:
+            log.warn("{service}: refusing reverse connection from {who}: {reason}",
+                     service=self.factory.backplane.service, who=self.who, reason=refusal)
+            raise ConnectionDeny(ConnectionDeny.FORBIDDEN, refusal)
         self.timers = NamedTimers(self.factory.reactor)
         self.machine = BackplaneMachine(self)
         return control.SUBPROTOCOL
@@ -155,7 +180,7 @@ class BackplaneProtocol(WebSocketServerProtocol):
         self.factory.backplane.lost(self)
         opening, self.opening = self.opening, None
         if opening is not None:
-            opening.errback(ConnectError("reverse connection lost while opening"))
+            opening.errback(ReverseLost("reverse connection lost while opening"))
         elif was is Phase.PAIRED and self.receiver is not None:
             receiver, self.receiver = self.receiver, None
             receiver.closed(code, reason or "")
@@ -206,7 +231,24 @@ class BackplaneFactory(WebSocketServerFactory):
         super().__init__(backplane.uri.text.replace("reverse+", "", 1), reactor=reactor)
         self.backplane = backplane
         self.reactor = reactor
+        #: reverse.allowed.names: ("*",) for any certificate the truststore vouches for
+        self.allowed_names: tuple[str, ...] = options["reverse.allowed.names"]
         configure_websocket(self, options)
+
+    def name_refusal(self, transport: Any) -> str | None:
+        """Why the internal gateway's certificate may not prepare connections here (its
+        CN and SANs name none of reverse.allowed.names), or None."""
+        if "*" in self.allowed_names:
+            return None
+        get = getattr(transport, "getPeerCertificate", None)
+        cert = get() if get is not None else None
+        if cert is None:
+            return "no client certificate"
+        names = certificate_names(cert)
+        if names & set(self.allowed_names):
+            return None
+        return (f"certificate names {', '.join(sorted(names)) or '(none)'} are not in "
+                "reverse.allowed.names")
 
 
 def _peer_subject(transport: Any) -> str:

@@ -15,20 +15,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+from autobahn.twisted.websocket import WebSocketClientFactory
 from autobahn.websocket.types import ConnectionResponse
 from twisted.internet import defer
-from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.endpoints import wrapClientTLS
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from kgateway.config import URI, Options
-from kgateway.interfaces import GOING_AWAY, IGatewayService, ISession, ITrackedConnection
+from kgateway.interfaces import (
+    GOING_AWAY,
+    ConnectError,
+    IGatewayService,
+    ISession,
+    ITrackedConnection,
+)
 from kgateway.protocols import shield_control as control
 from kgateway.shield.pairing import Phase, ReverseMachine
 from kgateway.timers import NamedTimers
+from kgateway.transport.closecodes import RelayingClientProtocol
+from kgateway.transport.httpproxy import dial_endpoint
 from kgateway.transport.links import WebSocketLink, configure_websocket
 from kgateway.transport.tls import ClientTLS, Identity, is_tls_failure
 from kgateway.transport.tracker import ConnectionTracker, session_going_away
@@ -83,8 +91,13 @@ class ReverseConnector:
     def _dial(self) -> None:
         if not self.running:
             return
-        endpoint = wrapClientTLS(self.client_tls.creator, HostnameEndpoint(
-            self.reactor, self.uri.host, self.uri.port, timeout=CONNECT_TIMEOUT))
+        try:  # directly, or through an HTTP CONNECT tunnel (http.proxy); TLS inside it
+            dial = dial_endpoint(self.reactor, self.uri.host, self.uri.port, self.options,
+                                 CONNECT_TIMEOUT)
+        except ConnectError as e:
+            self.retry(str(e))
+            return
+        endpoint = wrapClientTLS(self.client_tls.creator, dial)
         endpoint.connect(ReverseClientFactory(self)).addErrback(self._dial_failed)
 
     def _dial_failed(self, reason: Failure) -> None:
@@ -128,7 +141,7 @@ class ReverseConnector:
 
 
 @implementer(ITrackedConnection)
-class ReverseClientProtocol(WebSocketClientProtocol):
+class ReverseClientProtocol(RelayingClientProtocol):
     """One reverse connection, as the internal gateway sees it: Autobahn <-> ReverseMachine."""
 
     factory: ReverseClientFactory

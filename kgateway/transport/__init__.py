@@ -13,7 +13,12 @@ It imports config, protocols, auth, interfaces and timers only.
     handshake.py    the HTTP phase of ws/http accepts bounded by http.handshake.timeout
     proxyproto.py   the PROXY protocol wrapper on listening sockets (under TLS)
     forwarded.py    Forwarded / X-Forwarded-For -> the client address (pure)
-    tls.py          the gateway's identity, server and client TLS, ClientTLS.explain()
+    tls.py          the gateway's identity, server and client TLS, ClientTLS.explain(),
+                    SNI over several keystores, CRL checks, certificate names
+    closecodes.py   Autobahn protocols that accept every close code a gateway relays (1014)
+    httpproxy.py    connects through an HTTP CONNECT proxy (http.proxy): a tunnel endpoint
+    kaazing.py      the x-kaazing-handshake extended handshake in front of a session
+    compression.py  permessage-deflate on accepts (accept-options ws.permessage-deflate*)
 
 Which back end a service reaches, and how (including Enterprise Shield's reverse+wss),
 is the Connector's business (``kgateway.connector``), a floor above.

@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.twisted.websocket import WebSocketServerFactory
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.cred.error import LoginFailed
 from twisted.internet import defer
@@ -45,8 +45,11 @@ from kgateway.interfaces import (
     ITrackedConnection,
 )
 from kgateway.transport.admission import Limits
+from kgateway.transport.closecodes import RelayingServerProtocol
+from kgateway.transport.compression import configure_deflate
 from kgateway.transport.fastws import FastWebSocketLink
-from kgateway.transport.forwarded import forwarded_client
+from kgateway.transport.forwarded import forwarded_client, forwarded_proto
+from kgateway.transport.kaazing import KaazingHandshake, offers_kaazing_handshake
 from kgateway.transport.links import StreamLink, configure_websocket, format_address
 from kgateway.transport.tracker import (
     AUTH,
@@ -142,7 +145,7 @@ class StreamServerFactory(Factory):
 
 
 @implementer(ITrackedConnection)
-class GatewayWebSocketProtocol(WebSocketServerProtocol):
+class GatewayWebSocketProtocol(RelayingServerProtocol):
     """A ws:// or wss:// client of a service."""
 
     factory: GatewayWebSocketFactory
@@ -216,6 +219,9 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
         link.record = factory.tracker.add(factory.service.config.name, self, remote,
                                           self.requested)
         self.session = factory.service.session(link)
+        if offers_kaazing_handshake(request.protocols):  # the extended handshake first
+            self.session = KaazingHandshake(self.session, link, factory.reactor,
+                                            service=factory.service.config.name)
         d = defer.maybeDeferred(self.session.negotiate, list(request.protocols))
 
         def chosen(protocol: Any) -> Any:
@@ -228,8 +234,10 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
         session, link = self.session, self.link
         if session is None:
             return
+        # The fast path frames by itself: not with an extension (permessage-deflate).
         if (link is not None and IFastPathSession.providedBy(session)
-                and self.factory.service.config.accept_options["ws.fast.path"]):
+                and self.factory.service.config.accept_options["ws.fast.path"]
+                and not self.websocket_extensions_in_use):
             mode = session.fast_path()
             if mode is not None:
                 link.take_over(session, stream=mode == "stream")
@@ -329,6 +337,7 @@ class GatewayWebSocketFactory(WebSocketServerFactory):
         self.admission = tracker.gate(service.config.name, Limits.from_options(options),
                                       self.reactor.seconds)
         configure_websocket(self, options)
+        configure_deflate(self, options)  # permessage-deflate, if an accept-option asks
         self.allowed_origins = frozenset(
             c.allow_origin.rstrip("/") for c in service.config.cross_site_constraints
         )
@@ -343,9 +352,19 @@ class GatewayWebSocketFactory(WebSocketServerFactory):
             return None
         scheme, _, authority = origin.partition("://")
         host = request.headers.get("host", "")
-        expected = "https" if self.isSecure else "http"
-        default_port = ":443" if self.isSecure else ":80"
+        expected = self.client_scheme(request)
+        default_port = ":443" if expected == "https" else ":80"
         if scheme == expected and (authority == host or authority + default_port == host
                                    or authority == host + default_port):
             return None
         return f"origin {origin} is not allowed by service {self.service.config.name!r}"
+
+    def client_scheme(self, request: ConnectionRequest) -> str:
+        """``https`` or ``http`` as the browser sees this page: our own TLS, or what a TLS
+        off-loader in front says (X-Forwarded-Proto / Forwarded proto=), believed only from
+        a trusted proxy (http.forwarded.hops / http.forwarded.trusted)."""
+        options = self.service.config.accept_options
+        peer = request.peer.split(":", 1)[1].rpartition(":")[0] if ":" in request.peer else ""
+        proto = forwarded_proto(peer, request.headers, options["http.forwarded.trusted"],
+                                options["http.forwarded.hops"])
+        return proto or ("https" if self.isSecure else "http")

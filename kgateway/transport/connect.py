@@ -3,7 +3,8 @@
     connect_stream(reactor, uri, options, receiver, client_tls=...) --> Deferred[ILink]
         fires only once TCP is connected, the TLS handshake is done (chain and host name
         checked) and, for ws/wss, the WebSocket handshake is done; the back end's data goes
-        to the ILinkReceiver. One deadline, ``connect.timeout``, covers all three steps.
+        to the ILinkReceiver. One deadline, ``connect.timeout``, covers all three steps
+        (four with ``http.proxy``: the CONNECT tunnel first, TLS inside it).
 
 Failures arrive as ConnectError with a reason fit for a close frame (123 bytes) and a log
 line; TLS refusals say which check failed (``ClientTLS.explain``). Which scheme goes where
@@ -15,10 +16,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+from autobahn.twisted.websocket import WebSocketClientFactory
 from autobahn.websocket.types import ConnectionResponse
 from twisted.internet import defer
-from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.endpoints import wrapClientTLS
 from twisted.internet.interfaces import IAddress, IHandshakeListener, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
@@ -26,6 +27,8 @@ from zope.interface import implementer
 
 from kgateway.config import URI, Options
 from kgateway.interfaces import ConnectError, ILink, ILinkReceiver
+from kgateway.transport.closecodes import RelayingClientProtocol
+from kgateway.transport.httpproxy import dial_endpoint
 from kgateway.transport.links import StreamLink, WebSocketLink, configure_websocket
 from kgateway.transport.tls import ClientTLS, is_tls_failure
 
@@ -78,7 +81,7 @@ class _StreamClientProtocol(Protocol):
             self.transport.abortConnection()  # type: ignore[attr-defined]
 
 
-class _WebSocketClientProtocol(WebSocketClientProtocol):
+class _WebSocketClientProtocol(RelayingClientProtocol):
     factory: _WebSocketClientFactory
     lost: Failure | None = None
 
@@ -163,7 +166,10 @@ def connect_stream(reactor: IReactorTime, uri: URI, options: Options,
         raise ValueError(f"{uri} needs a ClientTLS")
     timeout: float = options["connect.timeout"]
     ready: defer.Deferred[ILink] = defer.Deferred()
-    endpoint: Any = HostnameEndpoint(reactor, uri.host, uri.port, timeout=timeout)
+    try:  # directly, or through an HTTP CONNECT tunnel (http.proxy)
+        endpoint: Any = dial_endpoint(reactor, uri.host, uri.port, options, timeout)
+    except ConnectError as e:
+        return defer.fail(e)
     if client_tls is not None:
         endpoint = wrapClientTLS(client_tls.creator, endpoint)
     factory: _WebSocketClientFactory | _StreamClientFactory

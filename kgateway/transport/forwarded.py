@@ -4,6 +4,8 @@ Pure functions, no Twisted. HTTP-level headers are trusted only as configured by
 accept-options ``http.forwarded.hops`` (that many proxies append to the header) or
 ``http.forwarded.trusted`` (addresses or networks of proxies): :func:`forwarded_client`.
 Neither configured: the headers are ignored, since any client can write them.
+:func:`forwarded_proto` applies the same trust to the scheme a TLS off-loader reports
+(``X-Forwarded-Proto``, or ``proto=`` in ``Forwarded``), for the origin check.
 """
 
 from __future__ import annotations
@@ -89,6 +91,45 @@ def forwarded_client(peer: str, headers: Any, trusted: Sequence[Network] = (),
             return _format(node)
         peer = _format(node)
     return peer  # every hop is a trusted proxy: the leftmost one is all we know
+
+
+def forwarded_proto(peer: str, headers: Any, trusted: Sequence[Network] = (),
+                    hops: int = 0) -> str | None:
+    """The scheme (``http``/``https``) the client used at our outermost proxy, or None.
+
+    Believed only as :func:`forwarded_client` believes addresses: with *hops* N, the N-th
+    value from the right (the one our outermost proxy added); with *trusted* networks, the
+    rightmost value, if *peer* (the proxy that added it) is trusted. Otherwise None: the
+    header is the client's to write.
+    """
+    if not hops and not trusted:
+        return None
+    if not hops:
+        try:
+            address = ipaddress.ip_address(_host_of(peer))
+        except ValueError:
+            return None
+        if not any(address in net for net in trusted):
+            return None
+    values: list[str | None]
+    forwarded = headers.get("forwarded")
+    if forwarded:
+        values = []
+        for element in forwarded.split(","):
+            proto = None
+            for pair in element.split(";"):
+                name, _, value = pair.strip().partition("=")
+                if name.lower() == "proto":
+                    proto = value.strip().strip('"')
+            values.append(proto)
+    else:
+        values = [v.strip() for v in headers.get("x-forwarded-proto", "").split(",")
+                  if v.strip()]
+    if not values:
+        return None
+    value = values[max(0, len(values) - hops)] if hops else values[-1]
+    value = value.lower() if value else None
+    return value if value in ("http", "https") else None
 
 
 def _host_of(peer: str) -> str:

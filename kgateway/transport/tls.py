@@ -5,9 +5,18 @@ key, or a PKCS#12 file with a password. Accepts present it; connects present it 
 the ``ssl.present-certificate`` connect-option asks for mutual TLS.
 
     accept:  identity + ssl.protocols + ssl.ciphers + ssl.verify-client (against truststore)
+             + ssl.crl; with several <keystore>s, the certificate whose names match the host
+             name the client asks for (SNI), else the first
     connect: chain AND hostname verified (service-identity via optionsForClientTLS) against
              ``ssl.truststore`` or ``<security><truststore>`` or the platform's store;
-             optionally the identity as a client certificate
+             ssl.protocols, ssl.ciphers, ssl.crl; optionally the identity as a client
+             certificate
+
+Revocation (``ssl.crl``): a PEM or DER CRL file, checked for the peer's (leaf) certificate
+with OpenSSL's X509_V_FLAG_CRL_CHECK. The CRL must come from the CA that issued the peer's
+certificate: with the flag set, a certificate whose issuer has no CRL loaded is refused
+("unable to get certificate CRL"), so a CRL check is fail-closed. The file is read when the
+listener is built (accepts) or per connect (connects): replace it and restart (accepts).
 
 Handshake failures are turned into short reasons that say which check failed: hostname,
 untrusted, expired, or a missing client certificate (``ClientTLS.explain`` on connects,
@@ -21,6 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs12
 from OpenSSL import SSL, crypto
 from service_identity import VerificationError
@@ -36,6 +46,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from kgateway.config import Options, Security
+from kgateway.config.model import Keystore
 from kgateway.transport.admission import TLS_HANDSHAKE_TIMEOUT, refused
 from kgateway.transport.links import format_address
 
@@ -111,6 +122,16 @@ def security_identity(security: Security) -> Identity:
                          security.keystore_file, security.keystore_password)
 
 
+def more_identities(security: Security) -> list[Identity]:
+    """The identities of the second and later ``<keystore>``s (chosen by SNI)."""
+    return [load_keystore(k) for k in security.more_keystores]
+
+
+def load_keystore(keystore: Keystore) -> Identity:
+    return load_identity(keystore.certificate_file, keystore.key_file,
+                         keystore.keystore_file, keystore.keystore_password)
+
+
 def connect_identity(security: Security, connect_options: Options) -> Identity | None:
     """The client certificate a service's connects present: the keystore's identity when the
     ``ssl.present-certificate`` connect-option asks for mutual TLS, else none."""
@@ -129,10 +150,73 @@ def _protocol_bounds(protocols: Sequence[str]) -> dict[str, Any]:
     return {"insecurelyLowerMinimumTo": versions[0], "lowerMaximumSecurityTo": versions[-1]}
 
 
+def load_crl(path: str) -> x509.CertificateRevocationList:
+    """A CRL file, PEM or DER."""
+    data = _read(path)
+    try:
+        if b"-----BEGIN X509 CRL-----" in data:
+            return x509.load_pem_x509_crl(data)
+        return x509.load_der_x509_crl(data)
+    except ValueError as e:
+        raise TLSConfigError(f"{path}: not a CRL (PEM or DER): {e}") from e
+
+
+def check_revocation(context: SSL.Context, crl: x509.CertificateRevocationList) -> None:
+    """Check the peer's certificate against *crl* (X509_V_FLAG_CRL_CHECK)."""
+    store = context.get_cert_store()
+    assert store is not None
+    store.add_crl(crl)
+    store.set_flags(crypto.X509StoreFlags.CRL_CHECK)
+
+
+def certificate_names(cert: crypto.X509) -> set[str]:
+    """The names a certificate carries: its subject CN and its DNS and IP SANs, lower-cased."""
+    leaf = cert.to_cryptography()
+    names = {str(a.value).lower()
+             for a in leaf.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)}
+    try:
+        sans = leaf.extensions.get_extension_for_class(
+            x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return names
+    names.update(n.lower() for n in sans.get_values_for_type(x509.DNSName))
+    names.update(str(a) for a in sans.get_values_for_type(x509.IPAddress))
+    return names
+
+
+def names_match(identity: Identity, host: str) -> bool:
+    """Whether *identity*'s certificate names *host* (its SANs, wildcards included)."""
+    try:
+        verify_service_identity(extract_patterns(identity.chain[0]), [DNS_ID(host)], [])
+    except (VerificationError, ValueError):
+        return False
+    return True
+
+
+class _ServerNames:
+    """The servername (SNI) callback: switch to the context whose certificate names the
+    host the client asked for; the default context otherwise (no SNI, or no match)."""
+
+    def __init__(self, choices: list[tuple[Identity, SSL.Context]]) -> None:
+        self.choices = choices
+
+    def __call__(self, connection: SSL.Connection) -> None:
+        name = connection.get_servername()
+        if not name:
+            return
+        host = name.decode("ascii", "replace").rstrip(".").lower()
+        for identity, context in self.choices:
+            if names_match(identity, host):
+                connection.set_context(context)
+                return
+
+
 def server_options(identity: Identity, *, protocols: Sequence[str] = (),
                    ciphers: str | None = None, verify_client: str = "none",
-                   ca_file: str | None = None) -> ssl.CertificateOptions:
-    """Options for an accepting TLS endpoint: the identity, and client checks if asked."""
+                   ca_file: str | None = None, crl_file: str | None = None,
+                   alternatives: Sequence[Identity] = ()) -> ssl.CertificateOptions:
+    """Options for an accepting TLS endpoint: the identity (and *alternatives* chosen by
+    SNI), and client checks if asked."""
     extra: dict[str, Any] = _protocol_bounds(protocols)
     if ciphers:
         extra["acceptableCiphers"] = ssl.AcceptableCiphers.fromOpenSSLCipherString(ciphers)
@@ -152,11 +236,20 @@ def server_options(identity: Identity, *, protocols: Sequence[str] = (),
     if verify_client != "none":
         # Same checks as Twisted's, but remember why a client certificate failed, for the log.
         context.set_verify(context.get_verify_mode(), _remember_verify_error)
+        if crl_file is not None:
+            check_revocation(context, load_crl(crl_file))
+    if alternatives:
+        same = dict(protocols=protocols, ciphers=ciphers, verify_client=verify_client,
+                    ca_file=ca_file, crl_file=crl_file)
+        context.set_tlsext_servername_callback(_ServerNames(
+            [(alt, server_options(alt, **same).getContext())  # type: ignore[arg-type]
+             for alt in alternatives]))
     return options
 
 
-#: X509_V_ERR_CERT_HAS_EXPIRED
+#: X509_V_ERR_CERT_HAS_EXPIRED, X509_V_ERR_CERT_REVOKED
 _EXPIRED = 10
+_REVOKED = 23
 
 
 def _remember_verify_error(connection: SSL.Connection, certificate: crypto.X509, errno: int,
@@ -175,8 +268,11 @@ def client_verify_error(connection: SSL.Connection | None) -> str | None:
     errno = getattr(connection, "kgateway_verify_error", None)
     if errno is None:
         return None
-    return "TLS refused: expired client certificate" if errno == _EXPIRED else \
-        "TLS refused: untrusted client certificate"
+    if errno == _EXPIRED:
+        return "TLS refused: expired client certificate"
+    if errno == _REVOKED:
+        return "TLS refused: revoked client certificate"
+    return "TLS refused: untrusted client certificate"
 
 
 def trust_root(ca_file: str | None) -> Any:
@@ -197,11 +293,16 @@ class ClientTLS:
     """
 
     def __init__(self, hostname: str, ca_file: str | None,
-                 identity: Identity | None = None) -> None:
+                 identity: Identity | None = None, *, protocols: Sequence[str] = (),
+                 ciphers: str | None = None, crl_file: str | None = None) -> None:
         self.hostname = hostname
         self.expired = False
+        self.revoked = False
+        self.crl = load_crl(crl_file) if crl_file is not None else None
         client_cert = None
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = _protocol_bounds(protocols)
+        if ciphers:
+            extra["acceptableCiphers"] = ssl.AcceptableCiphers.fromOpenSSLCipherString(ciphers)
         if identity is not None:
             client_cert = ssl.PrivateCertificate.fromCertificateAndKeyPair(
                 ssl.Certificate(identity.chain[0]), ssl.KeyPair(identity.key))
@@ -209,7 +310,7 @@ class ClientTLS:
                 extra["extraCertChain"] = list(identity.chain[1:])
         inner = ssl.optionsForClientTLS(hostname, trustRoot=trust_root(ca_file),
                                         clientCertificate=client_cert,
-                                        extraCertificateOptions=extra or None)
+                                        extraCertificateOptions=extra)
         self.creator: IOpenSSLClientConnectionCreator = _Creator(self, inner)
         if isIPAddress(hostname) or isIPv6Address(hostname):
             self._identity: Any = IPAddress_ID(hostname)
@@ -224,7 +325,8 @@ class ClientTLS:
         if isinstance(value, SSL.Error):
             text = str(value)
             if "certificate verify failed" in text:
-                detail = "expired" if self.expired or "expired" in text else "untrusted"
+                detail = "expired" if self.expired or "expired" in text else \
+                    "revoked" if self.revoked or "revoked" in text else "untrusted"
                 return f"TLS certificate verification failed ({detail} certificate)"
             return describe_ssl_error(value)
         return reason.getErrorMessage()
@@ -233,6 +335,7 @@ class ClientTLS:
                 depth: int, ok: int) -> bool:
         if not ok:
             self.expired = self.expired or errno == _EXPIRED
+            self.revoked = self.revoked or errno == _REVOKED
             return False
         if depth != 0:
             return True
@@ -257,8 +360,13 @@ class _Creator:
         self.owner = owner
         self.inner = inner
 
+    crl_checked = False
+
     def clientConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
         connection = self.inner.clientConnectionForTLS(tlsProtocol)
+        if self.owner.crl is not None and not self.crl_checked:
+            check_revocation(connection.get_context(), self.owner.crl)
+            self.crl_checked = True  # one context per ClientTLS: add the CRL once
         connection.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT,
                               lambda *args: self.owner._verify(tlsProtocol, *args))
         return connection

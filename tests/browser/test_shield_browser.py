@@ -54,7 +54,9 @@ def test_browser_reaches_internal_echo_through_the_shield(tmp_path) -> None:  # 
     dmz = GatewayProcess(gateway_xml([
         service_xml("directory", f"https://localhost:{public}/app/", name="page",
                     properties=f"<directory>{app}</directory>"),
-        service_xml("proxy", f"wss://localhost:{public}/echo", shield, name="public-echo"),
+        service_xml("proxy", f"wss://localhost:{public}/echo", shield, name="public-echo",
+                    extra="<connect-options><reverse.allowed.names>internal.test"
+                          "</reverse.allowed.names></connect-options>"),
     ], _security(dmz_cert, ca)), name="dmz")
     internal = GatewayProcess(gateway_xml([service_xml("echo", shield, name="internal-echo")],
                                           _security(internal_cert, ca)), name="internal")

@@ -148,7 +148,9 @@ def test_a_dmz_gateway_reports_its_ready_reverse_connections(tmp_path: Any) -> N
     web = f"http://127.0.0.1:{public}"
     shield = f"reverse+wss://127.0.0.1:{backplane}/shield/echo"
     dmz = GatewayProcess(gateway_xml([
-        service_xml("proxy", f"ws://127.0.0.1:{public}/echo", shield, name="public-echo"),
+        service_xml("proxy", f"ws://127.0.0.1:{public}/echo", shield, name="public-echo",
+                    extra="<connect-options><reverse.allowed.names>*</reverse.allowed.names>"
+                          "</connect-options>"),
         service_xml("health", f"{web}/health", name="health"),
         service_xml("metrics", f"{web}/metrics", name="metrics"),
     ], certs.security_xml()), args=["--drain-grace", "0"], name="dmz")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import ssl
 import subprocess
@@ -31,6 +32,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import websocket
@@ -44,6 +46,12 @@ from tests.helpers import (
     recv_exactly,
     service_xml,
 )
+
+#: the DMZ side's reverse+wss connects accept only the internal gateway's certificate name
+ALLOW_INTERNAL = ("<connect-options><reverse.allowed.names>internal.test"
+                  "</reverse.allowed.names></connect-options>")
+
+TINYPROXY_SH = os.path.join(ROOT, "scripts", "tinyproxy.sh")
 
 INTERNET, DMZ, TRUSTED = "kgt-internet", "kgt-dmz", "kgt-trusted"
 INTERNET_IP, DMZ_PUBLIC_IP, DMZ_INSIDE_IP, TRUSTED_IP = (
@@ -175,7 +183,8 @@ def _shield_pair(pki: Pki, *, count: int = 2, internal_ns: str | None = TRUSTED,
         "shield": f"reverse+wss://{inside_ip}:{backplane}/shield/echo",
         "shield-broker": f"reverse+wss://{inside_ip}:{backplane}/shield/broker",
     }
-    timeout = "<connect-options><reverse.timeout>5sec</reverse.timeout></connect-options>"
+    timeout = ("<connect-options><reverse.timeout>5sec</reverse.timeout>"
+               "<reverse.allowed.names>internal.test</reverse.allowed.names></connect-options>")
     dmz_config = gateway_xml([
         service_xml("proxy", [urls["ws"], urls["wss"]], urls["shield"], name="public-echo",
                     extra=timeout),
@@ -290,6 +299,67 @@ def test_enterprise_shield_across_the_boundary_and_dmz_restart(hosts: None, pki:
         assert code == 0, outcome
 
 
+def test_enterprise_shield_through_a_corporate_http_proxy_only(hosts: None, pki: Pki,
+                                                               tmp_path: Path) -> None:
+    """The trusted host may not reach the DMZ directly (iptables OUTPUT: only the proxy's
+    port); the internal gateway's reverse connections go through tinyproxy (Basic auth) at
+    the DMZ edge, TLS inside the tunnel."""
+    user, password = "kgw", "kgw-secret"
+    proxy_port = 3128
+    env = {**os.environ, "KGW_PROXY_USER": user, "KGW_PROXY_PASSWORD": password}
+    proxy_cmd = ["ip", "netns", "exec", DMZ, TINYPROXY_SH]
+    proxy_args = ["--listen", DMZ_INSIDE_IP, "--port", str(proxy_port)]
+    # Allowed: the trusted host, and the proxy's own address (the script's health check).
+    started = subprocess.run([*proxy_cmd, "start", *proxy_args, "--allow", TRUSTED_IP,
+                              "--allow", DMZ_INSIDE_IP],
+                             env=env, timeout=60, capture_output=True, text=True)
+    assert started.returncode == 0, started.stdout + started.stderr
+    try:
+        _shield_through_proxy(pki, tmp_path, user, password, proxy_port)
+    finally:
+        subprocess.run([*proxy_cmd, "stop", *proxy_args], env=env, timeout=60,
+                       capture_output=True)
+
+
+def _shield_through_proxy(pki: Pki, tmp_path: Path, user: str, password: str,
+                          proxy_port: int) -> None:
+    blocked = [["-A", "OUTPUT", "-d", DMZ_INSIDE_IP, "-p", "tcp", "--dport", str(proxy_port),
+                "-j", "ACCEPT"],
+               ["-A", "OUTPUT", "-d", DMZ_INSIDE_IP, "-j", "REJECT"]]
+    for rule in blocked:
+        _in(TRUSTED, "iptables", *rule)
+    cred = tmp_path / "proxy.credentials"
+    cred.write_text(f"{user}:{password}\n")
+    public, backplane = free_port(), free_port()
+    shield = f"reverse+wss://{DMZ_INSIDE_IP}:{backplane}/shield/echo"
+    dmz = NsGateway(DMZ, gateway_xml([service_xml(
+        "proxy", f"ws://{DMZ_PUBLIC_IP}:{public}/echo", shield, name="public-echo",
+        extra=ALLOW_INTERNAL)], pki.security(pki.dmz)), name="dmz")
+    internal = NsGateway(TRUSTED, gateway_xml([service_xml(
+        "echo", shield, name="internal-echo",
+        extra=(f"<accept-options><http.proxy>http://{DMZ_INSIDE_IP}:{proxy_port}</http.proxy>"
+               f"<http.proxy.credentials.file>{cred}</http.proxy.credentials.file>"
+               "</accept-options>"))], pki.security(pki.internal)), name="internal")
+    try:
+        with dmz, internal:
+            internal.wait_for(r"internal-echo: reverse connection prepared")
+            # Control: the backplane listens, but the trusted host cannot reach it directly.
+            direct = _in(TRUSTED, sys.executable, "-c",
+                         "import socket; socket.create_connection"
+                         f"(('{DMZ_INSIDE_IP}', {backplane}), timeout=3)", check=False)
+            assert direct.returncode != 0 and "refused" in direct.stderr.lower(), direct
+            # The DMZ saw the connection come from the proxy (on its own host).
+            dmz.wait_for(rf"public-echo: reverse connection from {re.escape(DMZ_INSIDE_IP)}:\d+ "
+                         r"\(certificate internal\.test\) prepared")
+            code, outcome = client(INTERNET, "ws", f"ws://{DMZ_PUBLIC_IP}:{public}/echo")
+            assert code == 0 and outcome["replies"] == ["message 0", "message 1",
+                                                        "message 2"], outcome
+            assert password not in internal.log()
+    finally:
+        for rule in blocked:
+            _in(TRUSTED, "iptables", "-D", *rule[1:], check=False)
+
+
 # -- Enterprise Shield on loopback: refusal and TLS checks ----------------------------------
 
 
@@ -366,7 +436,8 @@ def test_shield_on_loopback_serves_stream_clients_too(pki: Pki) -> None:
     backplane = free_port()
     shield = f"reverse+wss://127.0.0.1:{backplane}/shield/tcp"
     dmz = GatewayProcess(gateway_xml([service_xml("proxy", f"tcp://127.0.0.1:{tcp}", shield,
-                                                  name="public-tcp")], pki.security(pki.dmz)),
+                                                  name="public-tcp", extra=ALLOW_INTERNAL)],
+                                     pki.security(pki.dmz)),
                          name="dmz")
     with dmz, _internal_only(pki, pki.internal, shield) as internal:
         internal.wait_for("reverse connection prepared")
@@ -379,6 +450,23 @@ def test_shield_on_loopback_serves_stream_clients_too(pki: Pki) -> None:
         # service (health, metrics, drain) and logs it with the public client's address.
         internal.wait_for(r"access: service=internal-echo peer=127\.0\.0\.1:\d+ .*"
                           r"bytes_in=(\d{6,})")
+
+
+def test_shield_backplane_refuses_internal_gateways_it_does_not_name(pki: Pki) -> None:
+    backplane = free_port()
+    shield = f"reverse+wss://127.0.0.1:{backplane}/shield/echo"
+    dmz = GatewayProcess(gateway_xml([service_xml(
+        "proxy", f"ws://127.0.0.1:{free_port()}/echo", shield, name="public-echo",
+        extra="<connect-options><reverse.allowed.names>other-internal.test"
+              "</reverse.allowed.names></connect-options>")], pki.security(pki.dmz)),
+        name="dmz")
+    with dmz, _internal_only(pki, pki.internal, shield) as internal:
+        dmz.wait_for(r"public-echo: refusing reverse connection from 127\.0\.0\.1:\d+ "
+                     r"\(certificate internal\.test\): certificate names 127\.0\.0\.1, "
+                     r"internal\.test are not in reverse\.allowed\.names")
+        internal.wait_for(r"internal-echo: reverse connection to .* failed \(WebSocket "
+                          r"handshake failed")
+        assert "prepared" not in dmz.log()
 
 
 # -- TLS on ordinary accepts and connects ------------------------------------------------------
@@ -597,7 +685,8 @@ def test_amqp_proxy_behind_dmz_chain_and_enterprise_shield(pki: Pki) -> None:
         service_xml("proxy", f"tcp://127.0.0.1:{forward}", f"wss://127.0.0.1:{inside}/amqp",
                     name="dmz-forward", extra="<connect-options><ssl.present-certificate>true"
                                               "</ssl.present-certificate></connect-options>"),
-        service_xml("proxy", f"tcp://127.0.0.1:{reverse}", shield, name="dmz-shield"),
+        service_xml("proxy", f"tcp://127.0.0.1:{reverse}", shield, name="dmz-shield",
+                    extra=ALLOW_INTERNAL),
     ], pki.security(pki.dmz)), name="dmz")
     with dmz, internal:
         internal.wait_for("amqp-shield: reverse connection prepared")
@@ -652,7 +741,8 @@ def test_jms_behind_dmz_chain_and_enterprise_shield(pki: Pki) -> None:
         service_xml("proxy", f"ws://127.0.0.1:{public}/jms", f"wss://127.0.0.1:{inside}/jms",
                     name="dmz-forward", extra="<connect-options><ssl.present-certificate>true"
                                               "</ssl.present-certificate></connect-options>"),
-        service_xml("proxy", f"ws://127.0.0.1:{public}/jms-shield", shield, name="dmz-shield"),
+        service_xml("proxy", f"ws://127.0.0.1:{public}/jms-shield", shield, name="dmz-shield",
+                    extra=ALLOW_INTERNAL),
     ], pki.security(pki.dmz)), name="dmz")
     with dmz, internal:
         internal.wait_for("jms: reverse connection prepared")

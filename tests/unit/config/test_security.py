@@ -109,7 +109,8 @@ def test_shield_on_both_sides_validates(tmp_path, pem) -> None:  # type: ignore[
     cfg = load(tmp_path, pem + """
       <service><name>dmz</name><accept>wss://localhost:443/e</accept>
         <connect>reverse+wss://localhost:1443/shield/e</connect><type>proxy</type>
-        <connect-options><reverse.timeout>3sec</reverse.timeout></connect-options></service>
+        <connect-options><reverse.timeout>3sec</reverse.timeout>
+          <reverse.allowed.names>internal.test</reverse.allowed.names></connect-options></service>
       <service><name>inside</name><accept>reverse+wss://localhost:1443/shield/e</accept>
         <type>echo</type><accept-options>
           <reverse.prepared.connection.count>3</reverse.prepared.connection.count>
@@ -226,3 +227,45 @@ def test_an_unknown_login_module_type_is_an_error(tmp_path) -> None:  # type: ig
                                "</security><service><accept>ws://h:1/e</accept><type>echo</type>"
                                "</service>")
     assert any("kerberos5" in m for m in found), found
+
+
+def test_a_backplane_must_name_the_internal_gateways_it_accepts(tmp_path, pem) -> None:  # type: ignore[no-untyped-def]
+    """Fail-closed: no reverse.allowed.names, no start."""
+    found = messages(tmp_path, pem + """
+      <service><accept>ws://localhost:80/e</accept>
+        <connect>reverse+wss://localhost:1443/shield/e</connect><type>proxy</type></service>""")
+    assert any("needs the connect-option reverse.allowed.names" in m for m in found), found
+    cfg = load(tmp_path, pem + """
+      <service><accept>ws://localhost:80/e</accept>
+        <connect>reverse+wss://localhost:1443/shield/e</connect><type>proxy</type>
+        <connect-options><reverse.allowed.names>Internal1.corp, internal2.corp
+        </reverse.allowed.names></connect-options></service>""")
+    assert cfg.services[0].connect_options["reverse.allowed.names"] == (
+        "internal1.corp", "internal2.corp")
+    found = messages(tmp_path, pem + """
+      <service><accept>ws://localhost:80/e</accept>
+        <connect>reverse+wss://localhost:1443/shield/e</connect><type>proxy</type>
+        <connect-options><reverse.allowed.names>*, x</reverse.allowed.names></connect-options>
+      </service>""")
+    assert any("stands alone" in m for m in found), found
+
+
+def test_several_keystores_one_per_host_name(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    a = make_certificate(str(tmp_path), "a.example")
+    b = make_certificate(str(tmp_path), "b.example")
+    cfg = load(tmp_path, f"""<security>
+      <keystore><certificate-file>{a[0]}</certificate-file><key-file>{a[1]}</key-file></keystore>
+      <keystore><certificate-file>{b[0]}</certificate-file><key-file>{b[1]}</key-file></keystore>
+      </security>
+      <service><accept>wss://localhost:9443/e</accept><type>echo</type></service>""")
+    assert cfg.security.certificate_file == a[0]
+    assert [k.certificate_file for k in cfg.security.more_keystores] == [b[0]]
+
+
+def test_ssl_crl_needs_client_certificates_and_a_file(tmp_path, pem) -> None:  # type: ignore[no-untyped-def]
+    found = messages(tmp_path, pem + f"""
+      <service><accept>wss://localhost:9443/e</accept><type>echo</type>
+        <accept-options><ssl.crl>{tmp_path / 'missing.crl'}</ssl.crl></accept-options>
+      </service>""")
+    assert any("set ssl.verify-client" in m for m in found), found
+    assert any("ssl.crl: no file" in m for m in found), found

@@ -148,3 +148,23 @@ def test_a_back_end_that_greets_and_hangs_up_early_still_reaches_the_client(tmp_
     session.opened()
     assert client.messages == [(b"421 too busy\r\n", True)]
     assert client.closes == [(1000, "")]
+
+
+@pytest.mark.parametrize("code", [1001, 1008, 1009, 1011, 1014, 4000])
+@pytest.mark.parametrize("early", [False, True])
+def test_the_back_ends_close_code_and_reason_reach_the_client(tmp_path, code: int,  # type: ignore[no-untyped-def]
+                                                              early: bool) -> None:
+    """A chain of gateways: what the inner one said is what the client reads, even when it
+    said it before the client's handshake finished."""
+    service, connector = make_service(tmp_path)
+    client, backend = FakeLink(), FakeLink()
+    session = service.session(client)
+    session.negotiate([])
+    connector.calls[0].d.callback(backend)
+    if not early:
+        session.opened()
+    connector.calls[0].receiver.closed(code, "cannot connect to tcp://db:5432")
+    if early:
+        assert client.closes == []
+        session.opened()
+    assert client.closes == [(code, "cannot connect to tcp://db:5432")]

@@ -121,7 +121,8 @@ def test_shield_ready_counts_make_a_dmz_degraded_until_an_internal_gateway_dials
 
     cfg = load(tmp_path, certs.security_xml() + "<service><name>dmz</name><accept>ws://h:1/app</accept>"
                          "<connect>reverse+wss://dmz:9443/shield</connect><type>proxy</type>"
-                         "</service>")
+                         "<connect-options><reverse.allowed.names>*</reverse.allowed.names>"
+                         "</connect-options></service>")
     status = build_all(cfg)
     status.backplanes = backplanes = Backplanes()
     data = report(status)

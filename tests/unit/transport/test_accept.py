@@ -207,3 +207,22 @@ def test_a_protocol_that_carries_credentials_may_come_without(tmp_path: Path) ->
     # ...but credentials that are there must be right
     assert raw_handshake(server, "Authorization: " + basic("alice", "x") + "\r\n") \
         .startswith(b"HTTP/1.1 401 ")
+
+
+class _Request:
+    def __init__(self, peer: str, headers: dict[str, str]) -> None:
+        self.peer, self.headers = peer, headers
+
+
+def test_behind_a_tls_off_loader_the_origin_is_https_only_if_a_trusted_proxy_says_so(
+        tmp_path: Path) -> None:
+    trusted = ("<accept-options><http.forwarded.trusted>10.0.0.0/8"
+               "</http.forwarded.trusted></accept-options>")
+    server = echo_factory(tmp_path, trusted)
+    page = {"host": "gw.test:8000", "origin": "https://gw.test:8000",
+            "x-forwarded-proto": "https"}
+    assert server.origin_refusal(_Request("tcp4:10.0.0.5:4711", page)) is None  # type: ignore[arg-type]
+    # The same headers from anyone else: the page would be http, so https is foreign.
+    assert server.origin_refusal(_Request("tcp4:203.0.113.9:4711", page)) is not None  # type: ignore[arg-type]
+    untrusting = echo_factory(tmp_path)  # no http.forwarded.* option
+    assert untrusting.origin_refusal(_Request("tcp4:10.0.0.5:4711", page)) is not None  # type: ignore[arg-type]

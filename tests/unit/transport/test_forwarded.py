@@ -42,3 +42,22 @@ def test_unusable_entries_stop_the_walk_at_the_peer() -> None:
     headers = {"forwarded": "for=unknown, for=_hidden"}
     assert forwarded_client(HAPROXY, headers, trusted) == HAPROXY
     assert forwarded_client(HAPROXY, {"x-forwarded-for": "garbage"}, hops=1) == HAPROXY
+
+
+def test_forwarded_proto_is_believed_only_from_trusted_proxies() -> None:
+    import ipaddress
+
+    from kgateway.transport.forwarded import forwarded_proto
+
+    lb = [ipaddress.ip_network("10.0.0.0/8")]
+    xfp = {"x-forwarded-proto": "https"}
+    assert forwarded_proto("10.1.1.1", xfp) is None  # nothing configured: the client's word
+    assert forwarded_proto("10.1.1.1", xfp, lb) == "https"
+    assert forwarded_proto("203.0.113.9", xfp, lb) is None  # not from the balancer
+    # The nearest trusted proxy's value wins over one a client put in front of it.
+    assert forwarded_proto("10.1.1.1", {"x-forwarded-proto": "https, http"}, lb) == "http"
+    # With hops, the value our outermost proxy appended.
+    assert forwarded_proto("10.1.1.1", {"x-forwarded-proto": "http, https, http"},
+                           hops=2) == "https"
+    assert forwarded_proto("10.1.1.1", {"forwarded": 'for=1.2.3.4;proto=HTTPS'}, lb) == "https"
+    assert forwarded_proto("10.1.1.1", {"x-forwarded-proto": "gopher"}, lb) is None
