@@ -5,16 +5,22 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= etc/gateway.xml
 PYTEST_ARGS ?=
+BENCH ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv web system brokers brokers-stop run check lint unit test bench clean
+.PHONY: help venv web system brokers brokers-stop run check lint unit test bench bench-quick \
+	bench-publish clean
 
 help:
 	@echo "make run    install everything, start the brokers, run the gateway on $(CONFIG)"
 	@echo "make test   install everything the tests need, then ruff, mypy and the whole suite"
 	@echo "make check  validate $(CONFIG) without starting anything"
 	@echo "make unit   the fast unit tests only"
-	@echo "make bench  the benchmarks (figures go to bench/results/)"
+	@echo "make bench  every benchmark, bench.relay (kgateway vs websockify vs a naive relay)"
+	@echo "            first; figures, tables and plots go to bench/out/ (not tracked by git)"
+	@echo "            BENCH='relay pool' runs only those"
+	@echo "make bench-quick    bench.relay --quick: one short round of each scenario (smoke)"
+	@echo "make bench-publish  copy bench/out/ to the tracked bench/published/ (then commit)"
 
 $(BIN)/.installed: setup.py pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +31,12 @@ $(BIN)/.installed: setup.py pyproject.toml
 	touch $@
 
 venv: $(BIN)/.installed
+
+# the benchmarks' extra: websockify (the peer bench.relay measures against) and matplotlib
+$(BIN)/.bench-installed: $(BIN)/.installed setup.py
+	$(BIN)/pip install -q --disable-pip-version-check \
+		--config-settings editable_mode=compat -e '.[test,bench]'
+	touch $@
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
@@ -62,8 +74,18 @@ unit: venv
 test: venv web brokers lint
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
-bench: venv web brokers
-	$(BIN)/python -m bench
+bench: $(BIN)/.bench-installed web brokers
+	$(BIN)/python -m bench $(BENCH)
+
+bench-quick: $(BIN)/.bench-installed
+	$(BIN)/python -m bench.relay --quick
+
+bench-publish:
+	@test -f bench/out/relay.json || { echo "nothing in bench/out/: run make bench first"; exit 1; }
+	mkdir -p bench/published
+	cp bench/out/*.json bench/out/*.md bench/published/
+	-cp bench/out/*.png bench/published/
+	@echo "bench/published/ now holds this run: update README.md's table, then commit"
 
 clean:
 	rm -rf $(VENV) node_modules web/vendor build dist *.egg-info .pytest_cache .mypy_cache
