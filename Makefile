@@ -20,7 +20,8 @@ help:
 	@echo "            first; figures, tables and plots go to bench/out/ (not tracked by git)"
 	@echo "            BENCH='relay pool' runs only those"
 	@echo "make bench-quick    bench.relay --quick: one short round of each scenario (smoke)"
-	@echo "make bench-publish  copy bench/out/ to the tracked bench/published/ (then commit)"
+	@echo "make bench-publish  copy bench/out/ to the tracked bench/published/ and its table"
+	@echo "                    into README.md (then review and commit)"
 
 $(BIN)/.installed: setup.py pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -80,12 +81,8 @@ bench: $(BIN)/.bench-installed web brokers
 bench-quick: $(BIN)/.bench-installed
 	$(BIN)/python -m bench.relay --quick
 
-bench-publish:
-	@test -f bench/out/relay.json || { echo "nothing in bench/out/: run make bench first"; exit 1; }
-	mkdir -p bench/published
-	cp bench/out/*.json bench/out/*.md bench/published/
-	-cp bench/out/*.png bench/published/
-	@echo "bench/published/ now holds this run: update README.md's table, then commit"
+bench-publish: venv
+	$(BIN)/python -m bench.publish
 
 clean:
 	rm -rf $(VENV) node_modules web/vendor build dist *.egg-info .pytest_cache .mypy_cache

@@ -10,8 +10,9 @@ import sys
 
 import bench
 
-# Support modules of bench.relay, not benchmarks (naive_relay is a server: it would not end).
-SKIP = {"common", "__main__", "naive_relay", "relay_backend", "relay_driver"}
+# Not benchmarks: support modules of bench.relay (naive_relay is a server: it would not end)
+# and `make bench-publish`.
+SKIP = {"common", "__main__", "naive_relay", "relay_backend", "relay_driver", "publish"}
 FIRST = "relay"
 
 

@@ -317,6 +317,7 @@ def measure_load(scenario: Scenario, system: System, backend: Backend, certs: Ce
     drivers = Drivers(specs)
     try:
         drivers.read(120)  # ready: every connection is open
+        backend0 = backend.ask("report")["cpu_s"]
         cpu0, t0 = (tree_cpu(system.pid) if system.pid else 0.0), time.monotonic()
         drivers.tell("go")
         if scenario.mode == "up":  # the sink's count over a window in the middle of the load
@@ -327,6 +328,7 @@ def measure_load(scenario: Scenario, system: System, backend: Backend, certs: Ce
         results = drivers.read(seconds + 120)
         wall = time.monotonic() - t0
         server = (tree_cpu(system.pid) - cpu0) / wall * 100 if system.pid else None
+        backend_pct = (backend.ask("report")["cpu_s"] - backend0) / wall * 100
     finally:
         drivers.close()
     backend.ask("wait 0", timeout=120)  # every back-end connection closed before the next
@@ -338,7 +340,8 @@ def measure_load(scenario: Scenario, system: System, backend: Backend, certs: Ce
         value = sum(r["bytes"] / (r["end"] - r["start"]) for r in results) / 1e6
     else:
         value = sum(r["count"] / (r["end"] - r["start"]) for r in results)
-    return {"value": value, "driver_cpu_pct": driver_pct, "server_cpu_pct": server}
+    return {"value": value, "driver_cpu_pct": driver_pct, "server_cpu_pct": server,
+            "backend_cpu_pct": backend_pct}
 
 
 def measure_memory(scenario: Scenario, name: str, backend: Backend | None, certs: Certs,
@@ -362,7 +365,7 @@ def measure_memory(scenario: Scenario, name: str, backend: Backend | None, certs
         system.stop()
     return {"value": (after - before) / connections, "rss_before_kib": before,
             "rss_after_kib": after, "connections": connections, "open_s": ready["open_s"],
-            "driver_cpu_pct": None, "server_cpu_pct": None}
+            "driver_cpu_pct": None, "server_cpu_pct": None, "backend_cpu_pct": None}
 
 
 @dataclass
@@ -375,7 +378,7 @@ class Outcome:
         for name, runs in self.runs.items():
             entry: dict[str, Any] = {"median": statistics.median(r["value"] for r in runs),
                                      "runs": [r["value"] for r in runs]}
-            for key in ("driver_cpu_pct", "server_cpu_pct"):
+            for key in ("driver_cpu_pct", "server_cpu_pct", "backend_cpu_pct"):
                 values = [r[key] for r in runs if r.get(key) is not None]
                 entry[key] = statistics.median(values) if values else None
             entry["details"] = runs
@@ -399,7 +402,7 @@ def _describe(result: dict[str, Any], unit: str) -> str:
         text += f" (driver {result['driver_cpu_pct']:.0f}% of a core"
         if result.get("server_cpu_pct") is not None:
             text += f", system {result['server_cpu_pct']:.0f}%"
-        text += ")"
+        text += f", back end {result['backend_cpu_pct']:.0f}%)"
     return text
 
 
@@ -490,11 +493,28 @@ def markdown(report: dict[str, Any]) -> str:
                          f"{_ratio(sc.get('kgateway-w2_to_naive'))} |")
     lines += [
         "",
-        "System CPU (% of one core, the process and its children, median): " + "; ".join(
-            f"{key}: " + ", ".join(f"{name} {entry['server_cpu_pct']:.0f}%"
-                                   for name, entry in sc["systems"].items()
-                                   if entry.get("server_cpu_pct") is not None)
-            for key, sc in report["scenarios"].items() if sc["higher_is_better"]),
+        "CPU during each figure, % of one core (medians; system = its process and children, "
+        "back end = the sink or source process):",
+        "",
+        "| figure | " + " | ".join(f"{LABELS[n]}: system / back end" for n in
+                                   (KGW, KGW2, WSY, NAIVE, DIRECT)) + " |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, sc in report["scenarios"].items():
+        if not sc["higher_is_better"]:
+            continue
+        cells = []
+        for name in (KGW, KGW2, WSY, NAIVE, DIRECT):
+            entry = sc["systems"].get(name)
+            if entry is None:
+                cells.append("–")
+                continue
+            system = entry.get("server_cpu_pct")
+            backend = entry.get("backend_cpu_pct")
+            cells.append(("–" if system is None else f"{system:.0f}%") + " / "
+                         + ("–" if backend is None else f"{backend:.0f}%"))
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    lines += [
         "",
         "websockify forks a process per connection (its default); the naive relay is "
         "bench/naive_relay.py, Autobahn + Twisted with no gateway logic. Memory: RSS growth "
@@ -583,10 +603,17 @@ def run(scenarios: Sequence[Scenario], settings: Settings) -> dict[str, Any]:
     progress(f"{len(scenarios)} scenario(s), {settings.rounds} round(s) of "
              f"{settings.seconds:g} s; load average {os.getloadavg()[0]:.1f}")
     certs = make_certs(tempfile.mkdtemp(prefix="bench-relay-certs-"))
+    failed: dict[str, str] = {}
     for scenario in scenarios:
-        outcome = run_scenario(scenario, settings, certs)
+        try:
+            outcome = run_scenario(scenario, settings, certs)
+        except Exception as e:  # one broken scenario must not hide the others' figures
+            progress(f"{scenario.key} failed: {e!r}")
+            failed[scenario.key] = repr(e)
+            continue
         if any(outcome.runs.values()):
             report["scenarios"][scenario.key] = outcome.summary()
+    report["failed"] = failed
     report["load_average_end"] = os.getloadavg()[0]
     with open(os.path.join(settings.out, "relay.json"), "w") as f:
         json.dump(report, f, indent=2)
@@ -601,6 +628,8 @@ def run(scenarios: Sequence[Scenario], settings: Settings) -> dict[str, Any]:
         except ImportError:
             progress("matplotlib is not installed (pip install -e '.[bench]'): no plots")
     progress(f"written to {os.path.relpath(settings.out)}/relay.json and relay.md")
+    if failed:
+        progress(f"failed: {', '.join(failed)}")
     return report
 
 
@@ -627,7 +656,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     unknown = set(settings.systems) - set(LABELS)
     if unknown:
         parser.error(f"unknown systems: {', '.join(sorted(unknown))}")
-    run([BY_KEY[k] for k in args.only] if args.only else SCENARIOS, settings)
+    report = run([BY_KEY[k] for k in args.only] if args.only else SCENARIOS, settings)
+    if report["failed"]:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -3,12 +3,13 @@
     relays --tcp--> sink     counts bytes and the times of the first and last ones
     relays <--tcp-- source   writes CHUNK bytes per send() until the reader hangs up
 
-One process, one asyncio loop (the standard library's; nothing here is on the measured
-path's critical CPU budget except a recv per 256 KiB or a send per chunk). Controlled by
-lines on stdin, answers on stdout as JSON:
+One process: an asyncio loop accepts, reads and answers; each source connection writes
+from a thread. Its own CPU is in every report, so that bench.relay can show that the back
+end was not the limit. Controlled by lines on stdin, answers on stdout as JSON:
 
     reset        zero the counters, note the time       -> {"ok": true}
-    report       the counters since the reset           -> {"bytes", "since", "now", "open", ...}
+    report       the counters since the reset           -> {"bytes", "since", "now", "open",
+                                                            "cpu_s", ...}
     wait N       once exactly N connections are open    -> the counters
 
 Times are time.monotonic(), which is one clock for every process on Linux.
@@ -20,9 +21,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import resource
+import socket
 import sys
+import threading
 import time
 from typing import Any
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)  # every thread of this process
+    return usage.ru_utime + usage.ru_stime
 
 
 class Counters:
@@ -41,7 +51,7 @@ class Counters:
     def report(self) -> dict[str, Any]:
         return {"bytes": self.bytes, "first": self.first, "last": self.last,
                 "since": self.since, "now": time.monotonic(), "open": self.open,
-                "accepted": self.accepted}
+                "accepted": self.accepted, "cpu_s": cpu_seconds()}
 
     def changed(self) -> None:
         for n, future in list(self.waiters):
@@ -71,39 +81,34 @@ class Sink(asyncio.Protocol):
 
 
 class Source(Sink):
-    """Writes until the transport's buffer is over its high mark, then waits to be resumed."""
-
-    BURST = 64  # chunks per turn of the loop, so that one fast reader cannot starve the rest
+    """Writes CHUNK bytes per send() from a thread of its own, on a blocking duplicate of the
+    socket: asyncio's transport.write() costs several times the send() itself, which made
+    the source, not the relay, the limit with 4 KiB writes. Ends when the reader hangs up."""
 
     def __init__(self, counters: Counters, chunk: int) -> None:
         super().__init__(counters)
         self.chunk = b"\x5a" * chunk
-        self.paused = False
-        self.transport: asyncio.WriteTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        assert isinstance(transport, asyncio.WriteTransport)
-        self.transport = transport
-        self.pump()
+        assert isinstance(transport, asyncio.Transport)
+        transport.pause_reading()
+        sock = socket.socket(fileno=os.dup(transport.get_extra_info("socket").fileno()))
+        sock.setblocking(True)
+        loop = asyncio.get_running_loop()
+        threading.Thread(target=self.write, args=(sock, transport, loop), daemon=True).start()
 
-    def pump(self) -> None:
-        for _ in range(self.BURST):
-            if self.paused or self.transport is None or self.transport.is_closing():
-                return
-            self.transport.write(self.chunk)
-        asyncio.get_running_loop().call_soon(self.pump)
-
-    def pause_writing(self) -> None:
-        self.paused = True
-
-    def resume_writing(self) -> None:
-        self.paused = False
-        self.pump()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.transport = None
-        super().connection_lost(exc)
+    def write(self, sock: socket.socket, transport: asyncio.Transport,
+              loop: asyncio.AbstractEventLoop) -> None:
+        chunk = self.chunk
+        try:
+            while True:
+                sock.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            sock.close()
+            loop.call_soon_threadsafe(transport.abort)
 
 
 async def serve(mode: str, chunk: int) -> None:
