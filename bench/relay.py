@@ -10,8 +10,12 @@ every system once; then each round measures every system in turn (A B C A B C A 
 other load on the machine hits all of them alike, and the medians of the rounds are kept.
 The load drivers (bench.relay_driver, raw sockets, frames built once) report their own CPU,
 which is printed next to every figure as % of one core: a driver near 100% of a core would
-be the bottleneck, not the system. The systems' CPU (their process tree, from /proc) is
-recorded too.
+be the bottleneck, not the system. The systems' CPU (their process tree, from /proc) and
+the back end's are recorded too: in relay.md's second table and in relay.json.
+
+Written by hand rather than with a load tool: wrk, ab and the like speak HTTP, not
+WebSocket frames, and the WebSocket benchmarking tools parse every frame they get back; the
+point here is a driver that spends next to nothing per message, and says how much it spent.
 
 How each figure is taken:
 - upstream MB/s and msg/s: bytes that reached the sink in a window of SECONDS that starts
@@ -516,6 +520,10 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {key} | " + " | ".join(cells) + " |")
     lines += [
         "",
+        "A system well below 100% of a core while its driver and back end are too was "
+        "limited by neither: on a shared machine, other processes had the cores (see the "
+        "load average above).",
+        "",
         "websockify forks a process per connection (its default); the naive relay is "
         "bench/naive_relay.py, Autobahn + Twisted with no gateway logic. Memory: RSS growth "
         "of the process divided by the number of idle connections (proxied: each with its "
@@ -651,8 +659,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         seconds=args.seconds or (1.0 if args.quick else 5.0),
         quick=args.quick, systems=tuple(s for s in args.systems.split(",") if s),
         out=args.out, plots=not args.no_plots,
-        command="python -m bench.relay " + shlex.join(
-            list(argv) if argv is not None else sys.argv[1:]))
+        command=shlex.join(["python", "-m", "bench.relay",
+                            *(argv if argv is not None else sys.argv[1:])]))
     unknown = set(settings.systems) - set(LABELS)
     if unknown:
         parser.error(f"unknown systems: {', '.join(sorted(unknown))}")
