@@ -21,7 +21,7 @@ help:
 	@echo "            BENCH='relay pool' runs only those"
 	@echo "make bench-quick    bench.relay --quick: one short round of each scenario (smoke)"
 	@echo "make bench-publish  copy bench/out/ to the tracked bench/published/ and its table"
-	@echo "                    into README.md (then review and commit)"
+	@echo "                    into README.md, NOTE='...' beside it (then review and commit)"
 
 $(BIN)/.installed: setup.py pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -82,7 +82,7 @@ bench-quick: $(BIN)/.bench-installed
 	$(BIN)/python -m bench.relay --quick
 
 bench-publish: venv
-	$(BIN)/python -m bench.publish
+	$(BIN)/python -m bench.publish --note "$(NOTE)"
 
 clean:
 	rm -rf $(VENV) node_modules web/vendor build dist *.egg-info .pytest_cache .mypy_cache

@@ -7,6 +7,7 @@ the machine it came from) and the summary plot. Nothing is committed: that stays
 
 from __future__ import annotations
 
+import argparse
 import glob
 import os
 import shutil
@@ -20,18 +21,23 @@ README = os.path.join(ROOT, "README.md")
 BEGIN, END = "<!-- relay-table: written by make bench-publish -->", "<!-- /relay-table -->"
 
 
-def readme_block(relay_md: str, plots: list[str]) -> str:
+def readme_block(relay_md: str, plots: list[str], note: str = "") -> str:
     body = relay_md.split("\n", 1)[1].strip()  # without its "# bench.relay ..." title
     images = "\n".join(f"![{os.path.basename(p)}](bench/published/{os.path.basename(p)})"
                        for p in plots if p.endswith("relay_summary.png"))
     others = ", ".join(f"[{os.path.basename(p)[6:-4]}](bench/published/{os.path.basename(p)})"
                        for p in plots if not p.endswith("relay_summary.png"))
     return "\n\n".join(part for part in (
-        BEGIN, "Latest published run ([bench/published/relay.md](bench/published/relay.md)):",
+        BEGIN, "Latest published run ([bench/published/relay.md](bench/published/relay.md)):"
+        + (f" **{note}**" if note else ""),
         body, images, f"One plot per scenario: {others}." if others else "", END) if part)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--note", default="",
+                        help="a word on the run, shown with the table, e.g. how busy the machine was")
+    args = parser.parse_args(argv)
     if not os.path.exists(os.path.join(OUT, "relay.md")):
         print("nothing to publish: bench/out/relay.md is missing (run make bench)",
               file=sys.stderr)
@@ -53,7 +59,7 @@ def main() -> int:
     head, rest = readme.split(BEGIN, 1)
     tail = rest.split(END, 1)[1]
     with open(README, "w") as f:
-        f.write(head + readme_block(relay_md, plots) + tail)
+        f.write(head + readme_block(relay_md, plots, args.note) + tail)
     print(f"bench/published/: {', '.join(copied)}; README.md updated. Review, then commit.")
     return 0
 

@@ -557,13 +557,14 @@ def plots(report: dict[str, Any], out: str) -> list[str]:
                 f"{bar.get_height():.1f}"
             if drv is not None:
                 label += f"\ndrv {drv:.0f}%"
-            ax.annotate(label, (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                        ha="center", va="bottom", fontsize=7)
+            top = max(sc["systems"][name]["runs"])  # above the error bar, not on it
+            ax.annotate(label, (bar.get_x() + bar.get_width() / 2, top), xytext=(0, 3),
+                        textcoords="offset points", ha="center", va="bottom", fontsize=7)
         better = "higher is better" if sc["higher_is_better"] else "lower is better"
         ax.set_title(f"{sc['title']}", fontsize=8)
         ax.set_ylabel(f"{sc['unit']} ({better})", fontsize=8)
         ax.tick_params(axis="x", labelsize=7, rotation=20)
-        ax.margins(y=0.2)
+        ax.margins(y=0.25)
 
     stamp = (f"{report['machine']['cpu']}, {report['machine']['cores']} cores, "
              f"{report['machine']['when']}; median of {report['settings']['rounds']}")
