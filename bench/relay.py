@@ -665,6 +665,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     unknown = set(settings.systems) - set(LABELS)
     if unknown:
         parser.error(f"unknown systems: {', '.join(sorted(unknown))}")
+    if (not settings.systems or WSY in settings.systems) and \
+            not os.path.exists(os.path.join(BIN, "websockify")):
+        parser.error("websockify is not installed: pip install -e '.[bench]' (make bench "
+                     "does), or leave it out with --systems")
     report = run([BY_KEY[k] for k in args.only] if args.only else SCENARIOS, settings)
     if report["failed"]:
         sys.exit(1)
