@@ -3,6 +3,8 @@
 Copies bench/out/*.{json,md,png} to the tracked bench/published/ and replaces the part of
 README.md between the two `relay-table` markers with bench/published/relay.md (its table and
 the machine it came from) and the summary plot. Nothing is committed: that stays a decision.
+Every file in bench/out/ is copied, and replaces an older one of the same name: remove from
+bench/out/ what you do not mean to publish (e.g. a benchmark run only to try something).
 """
 
 from __future__ import annotations
