@@ -5,16 +5,23 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= etc/gateway.xml
 PYTEST_ARGS ?=
+BENCH ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv web system system-test brokers brokers-stop run check lint unit test bench clean
+.PHONY: help venv web system system-test brokers brokers-stop run check lint unit test bench \
+	bench-quick bench-publish clean
 
 help:
 	@echo "make run    install what running needs, start the brokers, run the gateway on $(CONFIG)"
 	@echo "make test   install what the tests need too (HAProxy, Chromium...), ruff, mypy, the suite"
 	@echo "make check  validate $(CONFIG) without starting anything"
 	@echo "make unit   the fast unit tests only"
-	@echo "make bench  the benchmarks (figures go to bench/results/)"
+	@echo "make bench  every benchmark, bench.relay (kgateway vs websockify vs a naive relay)"
+	@echo "            first; figures, tables and plots go to bench/out/ (not tracked by git)"
+	@echo "            BENCH='relay pool' runs only those"
+	@echo "make bench-quick    bench.relay --quick: one short round of each scenario (smoke)"
+	@echo "make bench-publish  copy bench/out/ to the tracked bench/published/ and its table"
+	@echo "                    into README.md, NOTE='...' beside it (then review and commit)"
 
 $(BIN)/.installed: setup.py pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +39,12 @@ venv:
 system:
 	@echo "==> [system] Debian packages for running (first time as root: a few minutes)"
 	scripts/system-deps.sh run
+
+# the benchmarks' extra: websockify (the peer bench.relay measures against) and matplotlib
+$(BIN)/.bench-installed: $(BIN)/.installed setup.py
+	$(BIN)/pip install -q --disable-pip-version-check \
+		--config-settings editable_mode=compat -e '.[test,bench]'
+	touch $@
 
 # What only the tests need on top (HAProxy, nginx, Chromium, slapd...).
 system-test:
@@ -75,8 +88,14 @@ unit: venv
 test: system system-test venv web brokers lint
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
-bench: system venv web brokers
-	$(BIN)/python -m bench
+bench: system $(BIN)/.bench-installed web brokers
+	$(BIN)/python -m bench $(BENCH)
+
+bench-quick: $(BIN)/.bench-installed
+	$(BIN)/python -m bench.relay --quick
+
+bench-publish: venv
+	$(BIN)/python -m bench.publish --note "$(NOTE)"
 
 clean:
 	rm -rf $(VENV) node_modules web/vendor build dist *.egg-info .pytest_cache .mypy_cache

@@ -31,6 +31,8 @@ setup(
     extras_require={
         "test": ["pytest", "pytest-timeout", "hypothesis", "pika", "stomp.py>=8.1",
                  "websocket-client", "websockets", "mypy", "mypy-zope", "ruff"],
+        # make bench: the relay benchmark's peer (a process of its own) and the plots
+        "bench": ["websockify==0.13.0", "matplotlib"],
     },
     entry_points={"console_scripts": ["kgateway = kgateway.cli:main"]},
 )

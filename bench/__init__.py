@@ -1,1 +1,1 @@
-"""Benchmarks: figures are written to bench/results/, never asserted by the test suite."""
+"""Benchmarks: figures are written to bench/out/, never asserted by the test suite."""

@@ -19,7 +19,7 @@ Two measurements per target:
   carries its send time (CLOCK_MONOTONIC is system-wide on Linux); p50/p99 publish->consume.
 
 Needs RabbitMQ on 127.0.0.1:5672 (scripts/rabbitmq.sh start). Writes
-bench/results/amqp.json and bench/results/amqp.md.
+bench/out/amqp.json and bench/out/amqp.md.
 
     .venv/bin/python bench/amqp_throughput.py [--messages 30000] [--size 256] [--rounds 2]
 """
@@ -141,7 +141,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--latency-rate", type=float, default=1000.0)
     parser.add_argument("--latency-seconds", type=float, default=3.0)
-    parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "amqp"))
+    parser.add_argument("--out", default=os.path.join(ROOT, "bench", "out", "amqp"))
     args = parser.parse_args()
 
     direct = 5672

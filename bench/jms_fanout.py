@@ -16,7 +16,7 @@ on 2 cores the gateway, the broker and the clients all compete, so read the figu
 comparison in one run, not as capacity.
 
 Needs ActiveMQ (scripts/activemq.sh start) and RabbitMQ with Web-STOMP
-(scripts/rabbitmq.sh start). Writes bench/results/jms_fanout.{json,md}.
+(scripts/rabbitmq.sh start). Writes bench/out/jms_fanout.{json,md}.
 
     .venv/bin/python bench/jms_fanout.py [--rounds 2] [--size 128] [--procs 2]
 """

@@ -18,7 +18,7 @@ Autobahn's (accept-option ``ws.fast.path`` false), on one gateway, runs alternat
 The client sends pre-masked frames in 256 KiB batches and reads with the codec, so that the
 gateway, not the client, is what runs out of CPU. The machine has 2 shared cores: rates
 swing with the load; the gateway's CPU time per message (from /proc) is the steadier figure.
-Results in bench/results/proxy_fastpath.md.
+Published results: bench/published/proxy_fastpath.md (a run writes bench/out/).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ runs of each parser are interleaved so that what noise is left hits both alike.
   C masker (``native=False``: big-integer XOR), ``codec-stream`` the stream mode.
 
 Every run checks that the parser delivered every message with the right total length, and
-the first run checks the payloads octet for octet.  Writes bench/results/ws_codec.{json,md}.
+the first run checks the payloads octet for octet.  Writes bench/out/ws_codec.{json,md}.
 
     .venv/bin/python -m bench.ws_codec [--megabytes 16] [--runs 7]
 """

@@ -14,7 +14,7 @@ Memory: each connection keeps a zlib compressor and decompressor from its first 
 (zlib: about 2**(window-bits+2) + 2**(memLevel+9) bytes to compress, 2**window-bits to
 inflate). Autobahn keeps the last ones even without context takeover (it only replaces them
 per message), so ``window-bits`` is the lever: measured by ``bench/deflate_memory.py``
-(bench/results/deflate_memory.md) at about 128 KiB per connection with 15 bits, 28 KiB with
+(bench/published/deflate_memory.md) at about 128 KiB per connection with 15 bits, 28 KiB with
 10 bits, 6 KiB without compression.
 """
 
