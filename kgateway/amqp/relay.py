@@ -1,5 +1,9 @@
 """Sans-IO core of the ``amqp.proxy`` service: one AMQP 0-9-1 client relayed to the broker.
 
+(Over the house's ~500 lines on purpose: both sides' phases of one connection, the
+handshake checks, authentication of Start-Ok and the closing rules are one state machine;
+split, each half would need the other's phases.)
+
 The relay *understands* the connection handshake and checks the framing of everything
 else; it never decodes channel traffic::
 

@@ -1,5 +1,8 @@
 r"""Sans-IO RFC 6455 WebSocket data-phase codec: the fast path for relay connections.
 
+(About 700 lines on purpose: the frame parser's hot loop, the UTF-8 and close-code rules
+and the encoder are one wire format, kept and tested together like wsproto's.)
+
 Autobahn does the opening handshake (HTTP Upgrade, subprotocols, origin checks); once a
 relay connection is open, its adapter can hand every further byte to a
 :class:`WebSocketCodec` instead of Autobahn's per-frame machinery::
