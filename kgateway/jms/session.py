@@ -623,6 +623,7 @@ class JmsSession:
         """Count one frame in flight; the function returned gives it back (once), with the
         bytes up to *mark* if it is a RECEIPT on the session's connection."""
         self.inflight_frames += 1
+        self._update_reading()
         done = False
 
         def settle() -> None:
