@@ -78,6 +78,9 @@ _SESSION_IDS = itertools.count(1)
 LINK_WRITE_LIMIT = 64 * 1024
 #: other clients' temporary reply-to names shown to one session (oldest forgotten first)
 SHOWN_REPLY_TO = 10_000
+#: how long a client cut off while its link is backed up has to read what the link holds
+#: before the close frame is sent anyway (the WebSocket close handshake has its own timeout)
+CLOSE_GRACE = 30.0
 
 class State(enum.Enum):
     CONNECTING = "connecting"  # until CONNECT (and, with a client-id, its own connection)
@@ -233,6 +236,9 @@ class JmsSession:
         self._draining = False
         self._connect_timer: Any = None
         self._idle: IdleTimer | None = None
+        #: (code, reason) of a close waiting for the link to drain, and its grace timer
+        self._closing: tuple[int, str] | None = None
+        self._closing_timer: Any = None
         self.heartbeat_send = 0.0
         self.heartbeat_expect = 0.0
         self._heartbeat: HeartbeatTimer | None = None
@@ -310,6 +316,10 @@ class JmsSession:
 
     def closed(self, code: int | None, reason: str) -> None:
         self.state = State.CLOSED
+        self._closing = None
+        if self._closing_timer is not None and self._closing_timer.active():
+            self._closing_timer.cancel()
+        self._closing_timer = None
         self._cleanup()
 
     # -- IPushProducer (the client link's write buffer) -------------------------------------------
@@ -320,6 +330,8 @@ class JmsSession:
     def resumeProducing(self) -> None:
         self.paused = False
         self._flush()
+        if self._closing is not None:
+            self._close_now()
 
     def stopProducing(self) -> None:
         self.paused = True
@@ -417,7 +429,24 @@ class JmsSession:
         dropped first, so the ERROR (and the close frame, whose reason is *message*) reaches
         the client right behind what the link already holds."""
         if self._error(message, detail, receipt_id):
-            self.link.close(code, message)
+            self._closing = (code, message)
+            if self.paused:
+                # The link still holds frames for the client. Sending the close frame now
+                # would start the close handshake's timeout while the ERROR is still queued,
+                # and a slow reader would see a reset; wait (CLOSE_GRACE at most) until the
+                # link has handed everything to the network.
+                self._closing_timer = self.service.reactor.callLater(CLOSE_GRACE,
+                                                                     self._close_now)
+            else:
+                self._close_now()
+
+    def _close_now(self) -> None:
+        if self._closing_timer is not None and self._closing_timer.active():
+            self._closing_timer.cancel()
+        self._closing_timer = None
+        closing, self._closing = self._closing, None
+        if closing is not None:
+            self.link.close(*closing)
 
     def going_away(self) -> None:
         """A draining gateway is about to close this client with 1001 (IGoingAway)."""
@@ -565,7 +594,7 @@ class JmsSession:
         except RuleRefusal as e:
             what = f"{frame.command} {name[:200]}" + (f" ({header})" if header != "destination"
                                                       else "")
-            raise ClientError(f"destination not allowed: {e.rule}", f"{what}: {e.message} "
+            raise ClientError(f"destination not allowed ({e.rule})", f"{what}: {e.message} "
                               "(see the destination rules in docs/jms.md)",
                               POLICY_VIOLATION) from None
         return destination

@@ -19,6 +19,7 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from kgateway.interfaces import ConnectError, IConnector, IGatewayService, ILink, ISession
+from kgateway.jms.session import CLOSE_GRACE
 from kgateway.protocols.stomp import Frame, FrameParser, encode
 from kgateway.services import load_config
 from kgateway.services.jms import JmsService
@@ -202,8 +203,9 @@ def test_slow_topic_consumer_gets_error_and_close_others_unaffected(setup) -> No
     slow_link.producer.pauseProducing()
     for n in range(3):
         broker_message(peer, sub.get("id") or "", b"y" * 600, "/topic/t", mid=f"ID:{n}")
-    assert slow_link.closes and slow_link.closes[0][1] == "slow consumer"
     assert client_frames(slow_link)[-1].get("message") == "slow consumer"
+    slow_link.producer.resumeProducing()  # the close frame follows once the link drained
+    assert slow_link.closes and slow_link.closes[0][1] == "slow consumer"
     assert len([f for f in client_frames(fast_link) if f.command == "MESSAGE"]) == 3
     assert slow not in service.sessions and fast in service.sessions
 
@@ -485,9 +487,9 @@ def test_refused_destinations_get_an_error_naming_the_rule_and_never_reach_the_b
     session, link = client(service)
     session.received(frame, False)
     error = error_of(link)
-    assert error.get("message") == f"destination not allowed: {rule}"
+    assert error.get("message") == f"destination not allowed ({rule})"
     assert error.get("receipt-id") == "r" and "docs/jms.md" in error.body.decode()
-    assert link.closes == [(1008, f"destination not allowed: {rule}")]
+    assert link.closes == [(1008, f"destination not allowed ({rule})")]
     sent = [f for f in FrameParser().feed(b"".join(m for m, _ in blink.messages[before:]))
             if isinstance(f, Frame)]
     assert not [f for f in sent if f.command in ("SEND", "SUBSCRIBE")]
@@ -511,7 +513,7 @@ def test_a_reply_to_shown_to_a_client_may_be_answered_by_it_only(setup) -> None:
     server.received(f"SEND\ndestination:{shown}\n\nanswer\0".encode(), False)
     assert broker.sent(blink, "SEND")[-1].body == b"answer" and server_link.closes == []
     stranger.received(f"SEND\ndestination:{shown}\n\nforged\0".encode(), False)
-    assert error_of(stranger_link).get("message") == "destination not allowed: temporary"
+    assert error_of(stranger_link).get("message") == "destination not allowed (temporary)"
     assert broker.sent(blink, "SEND")[-1].body == b"answer"
 
 
@@ -530,7 +532,7 @@ def test_role_rules_open_destinations_to_sessions_with_the_role(tmp_path) -> Non
     user, user_link = client(service)
     user.received(b"SUBSCRIBE\ndestination:/topic/ActiveMQ.Advisory.Connection\nid:1\n\n\0",
                   False)
-    assert error_of(user_link).get("message") == "destination not allowed: internal"
+    assert error_of(user_link).get("message") == "destination not allowed (internal)"
 
 
 def test_subscriptions_per_connection_are_capped(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -663,7 +665,7 @@ def test_a_client_sending_without_receipts_is_paced_by_gateway_receipts(tmp_path
 
 
 def test_slow_consumer_error_is_not_queued_behind_the_backlog(setup) -> None:  # type: ignore[no-untyped-def]
-    service, _, broker, peer, blink = setup  # maximum.pending.bytes 1000
+    service, clock, broker, peer, blink = setup  # maximum.pending.bytes 1000
     session, link = client(service)
     session.received(b"SUBSCRIBE\ndestination:/topic/t\nid:1\n\n\0"
                      b"SUBSCRIBE\ndestination:/queue/w\nid:2\n\n\0", False)
@@ -677,6 +679,10 @@ def test_slow_consumer_error_is_not_queued_behind_the_backlog(setup) -> None:  #
     # Nothing more reached the link but the ERROR: the backlog was dropped, not sent ahead.
     [(data, _)] = link.messages[written:]
     assert data.startswith(b"ERROR\n") and b"message:slow consumer" in data
+    # The close frame waits until the link drained (its handshake timeout would otherwise run
+    # while the client still reads), for CLOSE_GRACE at most.
+    assert link.closes == []
+    clock.advance(CLOSE_GRACE)
     assert link.closes == [(1008, "slow consumer")]
     # The queue message was never handed over, so never acked: the broker redelivers it.
     assert broker.sent(blink, "ACK") == [] and broker.sent(blink, "UNSUBSCRIBE")
