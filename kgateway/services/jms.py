@@ -128,7 +128,7 @@ PROPERTIES: dict[str, PropertySpec] = {
     # one client's frames sent toward the broker and not yet confirmed by it: past either,
     # only that client's reads pause until the broker catches up
     "maximum.inflight.bytes": PropertySpec(parse_size, 256 * 1024),
-    "maximum.inflight.frames": PropertySpec(parse_positive_int, 100),
+    "maximum.inflight.frames": PropertySpec(parse_positive_int, 32),
 }
 
 _OPENWIRE_SCHEMES = ("tcp", "ssl", "nio", "nio+ssl", "failover", "vm", "auto", "auto+ssl")
@@ -158,7 +158,7 @@ class JmsSettings:
     maximum_subscriptions: int = 1000
     maximum_broker_subscriptions: int = 10000
     maximum_inflight_bytes: int = 256 * 1024
-    maximum_inflight_frames: int = 100
+    maximum_inflight_frames: int = 32
 
 
 def _topics(config: ServiceConfig, elements: list[Any],

@@ -129,7 +129,7 @@ def test_limits_have_documented_defaults(tmp_path) -> None:  # type: ignore[no-u
     assert s.rules.default == "plain" and s.rules.rules == ()
     assert (s.connect_timeout, s.idle_timeout) == (20.0, 600.0)
     assert (s.maximum_subscriptions, s.maximum_broker_subscriptions) == (1000, 10000)
-    assert (s.maximum_inflight_bytes, s.maximum_inflight_frames) == (256 * 1024, 100)
+    assert (s.maximum_inflight_bytes, s.maximum_inflight_frames) == (256 * 1024, 32)
 
 
 def test_destination_rules_and_limits_are_read(tmp_path) -> None:  # type: ignore[no-untyped-def]
