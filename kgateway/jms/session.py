@@ -131,6 +131,7 @@ class JmsHost(Protocol):
     reactor: Any
     destinations: DestinationMap
     fanout: TopicFanout
+    admission: Admission
     #: qualifies this gateway's temporary destination names
     instance: str
 
@@ -150,6 +151,39 @@ class JmsHost(Protocol):
 
     def broker_subscriptions(self) -> int:
         """Subscriptions the service holds on the broker now (maximum.broker.subscriptions)."""
+
+
+class Admission:
+    """Service-wide: at most *limit* new broker subscriptions waiting for the broker's
+    RECEIPT at once (``maximum.pending.subscribes``). Sessions beyond wait in turn, each with
+    its reads paused, so however many clients flood SUBSCRIBEs, a frame of any other client
+    waits behind at most *limit* of them on the shared broker connection."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.pending = 0
+        self.waiting: deque[JmsSession] = deque()
+
+    def take(self, session: JmsSession) -> bool:
+        """Take a place, or queue *session* (which parks its SUBSCRIBE) and say False."""
+        if session.granted:
+            session.granted = False  # taken for it by release()
+            return True
+        if self.pending < self.limit and not self.waiting:
+            self.pending += 1
+            return True
+        self.waiting.append(session)
+        return False
+
+    def release(self) -> None:
+        self.pending -= 1
+        while self.waiting and self.pending < self.limit:
+            session = self.waiting.popleft()
+            if session.state == State.CLOSED or session.parked is None:
+                continue
+            self.pending += 1
+            session.granted = True
+            session.unpark()
 
 
 class ClientError(Exception):
@@ -236,6 +270,10 @@ class JmsSession:
         self._draining = False
         self._connect_timer: Any = None
         self._idle: IdleTimer | None = None
+        #: a SUBSCRIBE waiting for a place among the service's pending broker subscriptions
+        #: (Admission), and whether the place was taken for it
+        self.parked: Frame | None = None
+        self.granted = False
         #: (code, reason) of a close waiting for the link to drain, and its grace timer
         self._closing: tuple[int, str] | None = None
         self._closing_timer: Any = None
@@ -286,7 +324,8 @@ class JmsSession:
         its in-flight budget; only this client pauses when it alone is over budget."""
         if self.state == State.CLOSED:
             return
-        reading = self.connection.writable and not self._over_budget()
+        reading = (self.connection.writable and not self._over_budget()
+                   and self.parked is None)
         if reading != self._reading:
             self._reading = reading
             if reading:
@@ -368,17 +407,31 @@ class JmsSession:
                 return
             if isinstance(event, Heartbeat):
                 continue
-            try:
-                self._frame(event)
-            except ClientError as e:
-                self.fail(e.message, e.detail, event.get("receipt"), e.code)
-            except StompError as e:
-                self.fail(e.message, e.detail, event.get("receipt"))
-            except Exception:
-                log.failure("jms: {peer}: handling {command}", peer=self.link.remote,
-                            command=event.command)
-                self.fail("internal error", "the gateway could not handle this frame",
-                          event.get("receipt"))
+            self._handle(event)
+
+    def _handle(self, event: Frame) -> None:
+        """Handle one client frame; a mistake in it ends the session with ERROR."""
+        try:
+            self._frame(event)
+        except ClientError as e:
+            self.fail(e.message, e.detail, event.get("receipt"), e.code)
+        except StompError as e:
+            self.fail(e.message, e.detail, event.get("receipt"))
+        except Exception:
+            log.failure("jms: {peer}: handling {command}", peer=self.link.remote,
+                        command=event.command)
+            self.fail("internal error", "the gateway could not handle this frame",
+                      event.get("receipt"))
+
+    def unpark(self) -> None:
+        """A place for the parked SUBSCRIBE is free (Admission): handle it, then go on."""
+        frame, self.parked = self.parked, None
+        if frame is not None and self.state != State.CLOSED:
+            self._handle(frame)
+        if self.granted:  # the SUBSCRIBE did not need it after all (or failed)
+            self.granted = False
+            self.service.admission.release()
+        self._update_reading()
 
     def _frame(self, frame: Frame) -> None:
         command = frame.command
@@ -648,9 +701,11 @@ class JmsSession:
         self._update_reading()
         return ok
 
-    def _settler(self, mark: int | None) -> Callable[[], None]:
+    def _settler(self, mark: int | None,
+                 release: Callable[[], None] | None = None) -> Callable[[], None]:
         """Count one frame in flight; the function returned gives it back (once), with the
-        bytes up to *mark* if it is a RECEIPT on the session's connection."""
+        bytes up to *mark* if it is a RECEIPT on the session's connection, and calls
+        *release* (an Admission place)."""
         self.inflight_frames += 1
         self._update_reading()
         done = False
@@ -663,6 +718,8 @@ class JmsSession:
             self.inflight_frames -= 1
             if mark is not None and mark > self.confirmed_bytes:
                 self.confirmed_bytes = mark
+            if release is not None:
+                release()
             self._update_reading()
 
         return settle
@@ -731,17 +788,23 @@ class JmsSession:
         selector = frame.get("selector") or None
         durable = next((frame.get(h) for h in _DURABLE_HEADERS if frame.get(h)), None)
         shared = destination.is_topic and durable is None
-        if (not shared or (destination.broker, selector) not in self.service.fanout.topics) \
-                and self.service.broker_subscriptions() >= settings.maximum_broker_subscriptions:
+        new = not shared or (destination.broker, selector) not in self.service.fanout.topics
+        if new and self.service.broker_subscriptions() >= settings.maximum_broker_subscriptions:
             raise ClientError("broker subscription limit",
                               f"{destination.client}: the gateway already holds "
                               f"{settings.maximum_broker_subscriptions} subscriptions on the "
                               "broker (maximum.broker.subscriptions); try again later",
                               POLICY_VIOLATION)
+        if new:
+            if not self.service.admission.take(self):
+                self.parked = frame  # handled again by unpark(); reads pause meanwhile
+                self._update_reading()
+                return
         sub = ClientSubscription(self, sub_id, destination, ack, selector, durable=durable)
         receipt = frame.get("receipt")
         self.subscriptions[sub_id] = sub
-        settle = sub.settle = self._settler(None)
+        settle = sub.settle = self._settler(None, self.service.admission.release if new
+                                            else None)
 
         def ready() -> None:
             settle()

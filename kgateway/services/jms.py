@@ -40,7 +40,7 @@ from kgateway.jms.broker import BrokerConnection, BrokerSettings
 from kgateway.jms.destinations import DestinationMap
 from kgateway.jms.fanout import TopicFanout
 from kgateway.jms.rules import DEFAULTS, DestinationRule, DestinationRules, Pattern
-from kgateway.jms.session import JmsSession
+from kgateway.jms.session import Admission, JmsSession
 from kgateway.services.base import (
     BackendService,
     PropertySpec,
@@ -129,6 +129,10 @@ PROPERTIES: dict[str, PropertySpec] = {
     # only that client's reads pause until the broker catches up
     "maximum.inflight.bytes": PropertySpec(parse_size, 256 * 1024),
     "maximum.inflight.frames": PropertySpec(parse_positive_int, 32),
+    # new broker subscriptions of all clients waiting for the broker at once; SUBSCRIBEs
+    # beyond wait their turn (the client's reads paused), so floods cannot queue up
+    # thousands of them ahead of everyone else's frames on the shared connection
+    "maximum.pending.subscribes": PropertySpec(parse_positive_int, 64),
 }
 
 _OPENWIRE_SCHEMES = ("tcp", "ssl", "nio", "nio+ssl", "failover", "vm", "auto", "auto+ssl")
@@ -159,6 +163,7 @@ class JmsSettings:
     maximum_broker_subscriptions: int = 10000
     maximum_inflight_bytes: int = 256 * 1024
     maximum_inflight_frames: int = 32
+    maximum_pending_subscribes: int = 64
 
 
 def _topics(config: ServiceConfig, elements: list[Any],
@@ -308,7 +313,8 @@ def _check(config: ServiceConfig, resolve: PathResolver) -> JmsSettings:
         maximum_subscriptions=values["maximum.subscriptions"],
         maximum_broker_subscriptions=values["maximum.broker.subscriptions"],
         maximum_inflight_bytes=values["maximum.inflight.bytes"],
-        maximum_inflight_frames=values["maximum.inflight.frames"])
+        maximum_inflight_frames=values["maximum.inflight.frames"],
+        maximum_pending_subscribes=values["maximum.pending.subscribes"])
 
 
 class JmsService(BackendService):
@@ -333,6 +339,7 @@ class JmsService(BackendService):
         self.connections = [self._connection(f"{config.name}#{i + 1}")
                             for i in range(s.connection_count)]
         self.fanout = TopicFanout(self.connections, s.caches)
+        self.admission = Admission(s.maximum_pending_subscribes)
         self.sessions: set[JmsSession] = set()
         #: client-id connections of live sessions (their subscriptions count too)
         self.dedicated: set[BrokerConnection] = set()

@@ -699,3 +699,36 @@ def test_disconnect_while_backed_up_delivers_the_backlog_then_the_receipt(setup)
     frames = client_frames(link)
     assert [f.command for f in frames[-2:]] == ["MESSAGE", "RECEIPT"]
     assert [f.get("id") for f in broker.sent(blink, "ACK")] == ["ID:q"]
+
+
+def test_new_broker_subscriptions_wait_their_turn_service_wide(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    service, _, broker, peer, blink = limited(
+        tmp_path, "<maximum.pending.subscribes>2</maximum.pending.subscribes>")
+    a, a_link = client(service)
+    b, b_link = client(service)
+    leaver, _ = client(service)
+    for name, s in (("a", a), ("b", b), ("l", leaver)):
+        s.received(b"".join(f"SUBSCRIBE\ndestination:/topic/{name}{n}\nid:{n}\nreceipt:{n}\n\n\0"
+                            .encode() for n in range(3)), False)
+    assert [f.get("destination") for f in broker.sent(blink, "SUBSCRIBE")] == ["/topic/a0",
+                                                                              "/topic/a1"]
+    assert a_link.paused and b_link.paused  # each waits with its reads paused
+    calm, calm_link = client(service)  # frames that need no new broker subscription go on
+    calm.received(b"SUBSCRIBE\ndestination:/topic/a0\nid:1\n\n\0SEND\ndestination:/queue/q\n\nhi\0",
+                  False)
+    assert broker.sent(blink, "SEND")[-1].body == b"hi" and not calm_link.paused
+    leaver.closed(1006, "gone")  # a waiting client that leaves takes no place with it
+    answered = 0
+    while answered < len(broker.sent(blink, "SUBSCRIBE")):
+        pending = broker.sent(blink, "SUBSCRIBE")[answered:]
+        assert len(pending) <= 2
+        for frame in pending:
+            receipt_for(peer, frame)
+        answered += len(pending)
+    assert sorted(str(f.get("destination")) for f in broker.sent(blink, "SUBSCRIBE")) == sorted(
+        f"/topic/{x}{n}" for x in "ab" for n in range(3))
+    for link in (a_link, b_link):
+        assert [f.get("receipt-id") for f in client_frames(link)
+                if f.command == "RECEIPT"] == ["0", "1", "2"]
+        assert not link.paused and link.closes == []
+    assert service.admission.pending == 0 and not service.admission.waiting
