@@ -3,8 +3,8 @@
 The security review's attack: one WebSocket sent 100,000 SUBSCRIBEs to distinct topics;
 ActiveMQ died of OutOfMemoryError and every jms client stalled for minutes. With the limits
 (docs/jms.md "Limits": maximum.subscriptions 1000 per connection, maximum.broker.subscriptions
-10000 per service, maximum.inflight.frames 100 per client) this replays, against a gateway
-with the default limits and the real ActiveMQ:
+2000 per service, maximum.inflight.frames 32 per client, maximum.pending.subscribes 64 per
+service) this replays, against a gateway with the default limits and the real ActiveMQ:
 
     one-connection    1 WebSocket, 100,000 SUBSCRIBEs to distinct topics
     one-topic         1 WebSocket, 100,000 SUBSCRIBEs to one topic (distinct ids)

@@ -124,7 +124,7 @@ PROPERTIES: dict[str, PropertySpec] = {
     # subscriptions one client connection may hold
     "maximum.subscriptions": PropertySpec(parse_positive_int, 1000),
     # broker subscriptions the whole service may hold (shared topics + queue consumers)
-    "maximum.broker.subscriptions": PropertySpec(parse_positive_int, 10000),
+    "maximum.broker.subscriptions": PropertySpec(parse_positive_int, 2000),
     # one client's frames sent toward the broker and not yet confirmed by it: past either,
     # only that client's reads pause until the broker catches up
     "maximum.inflight.bytes": PropertySpec(parse_size, 256 * 1024),
@@ -160,7 +160,7 @@ class JmsSettings:
     connect_timeout: float = 20.0
     idle_timeout: float = 600.0
     maximum_subscriptions: int = 1000
-    maximum_broker_subscriptions: int = 10000
+    maximum_broker_subscriptions: int = 2000
     maximum_inflight_bytes: int = 256 * 1024
     maximum_inflight_frames: int = 32
     maximum_pending_subscribes: int = 64

@@ -128,7 +128,7 @@ def test_limits_have_documented_defaults(tmp_path) -> None:  # type: ignore[no-u
     s = load(tmp_path)
     assert s.rules.default == "plain" and s.rules.rules == ()
     assert (s.connect_timeout, s.idle_timeout) == (20.0, 600.0)
-    assert (s.maximum_subscriptions, s.maximum_broker_subscriptions) == (1000, 10000)
+    assert (s.maximum_subscriptions, s.maximum_broker_subscriptions) == (1000, 2000)
     assert (s.maximum_inflight_bytes, s.maximum_inflight_frames) == (256 * 1024, 32)
 
 
