@@ -68,6 +68,17 @@ def activemq_pid() -> int:
     return int(m.group(1))
 
 
+def heap_used_mib(pid: int) -> float | None:
+    """The JVM's used heap (young + old), from ``jstat -gc``; None without jstat."""
+    try:
+        out = subprocess.run(["jstat", "-gc", str(pid)], capture_output=True, text=True,
+                             timeout=30).stdout.split("\n")
+        row = dict(zip(out[0].split(), out[1].split(), strict=False))
+        return round(sum(float(row[k]) for k in ("S0U", "S1U", "EU", "OU")) / 1024, 1)
+    except (OSError, subprocess.SubprocessError, IndexError, KeyError, ValueError):
+        return None
+
+
 class Sampler:
     """Peak RSS of some processes, sampled on a thread until stopped."""
 
@@ -92,7 +103,7 @@ class Sampler:
                        "after_mib": end[name] / 1024} for name in self.pids}
 
 
-async def witness(url: str, stop: asyncio.Event) -> list[float]:
+async def witness(url: str, stop: asyncio.Event, lost: list[int]) -> list[float]:
     """Publish to itself with a receipt and wait for the message, until *stop*."""
     topic = f"/topic/witness.{uuid.uuid4().hex[:8]}"
     rounds: list[float] = []
@@ -106,11 +117,14 @@ async def witness(url: str, stop: asyncio.Event) -> list[float]:
         while not stop.is_set() or n < 3:
             started = time.monotonic()
             await ws.send(f"SEND\ndestination:{topic}\n\n{n}\0")
-            while True:
-                data = await asyncio.wait_for(ws.recv(), 60)
-                text = data if isinstance(data, str) else data.decode()
-                if text.startswith("MESSAGE"):
-                    break
+            try:
+                while True:
+                    data = await asyncio.wait_for(ws.recv(), 30)
+                    text = data if isinstance(data, str) else data.decode()
+                    if text.startswith("MESSAGE") and text.endswith(f"\n\n{n}\0"):
+                        break
+            except asyncio.TimeoutError:
+                lost.append(n)  # a topic message sent while the broker was away is lost
             rounds.append(time.monotonic() - started)
             n += 1
     return rounds
@@ -157,7 +171,8 @@ async def scenario(url: str, name: str) -> dict[str, Any]:
     else:
         jobs = [subscribes(f"{tag}.c{c}", 1001) for c in range(100)]
     stop = asyncio.Event()
-    watch = asyncio.create_task(witness(url, stop))
+    lost: list[int] = []
+    watch = asyncio.create_task(witness(url, stop, lost))
     started = time.monotonic()
     results = await asyncio.gather(*(flooder(url, frames) for frames in jobs))
     took = time.monotonic() - started
@@ -167,6 +182,7 @@ async def scenario(url: str, name: str) -> dict[str, Any]:
     return {"subscribes": sum(len(j) for j in jobs), "connections": len(jobs),
             "seconds": round(took, 2), "errors": dict(ended),
             "witness_rounds": len(rounds), "witness_worst_s": round(max(rounds), 3),
+            "witness_lost": len(lost),
             "witness_median_s": round(sorted(rounds)[len(rounds) // 2], 4)}
 
 
@@ -182,27 +198,33 @@ def main() -> None:
     figures: dict[str, Any] = {}
     try:
         for name in ("one-connection", "one-topic", "many-connections"):
-            sampler = Sampler({"gateway": gw.pid, "activemq": activemq_pid()})
+            broker = activemq_pid()
+            heap_before = heap_used_mib(broker)
+            sampler = Sampler({"gateway": gw.pid, "activemq": broker})
             try:
                 result = asyncio.run(asyncio.wait_for(scenario(url, name), 600))
             except (TimeoutError, OSError, websockets.WebSocketException):
                 print("\n".join(gw.log().splitlines()[-30:]), file=sys.stderr)
                 raise
             result["rss"] = sampler.stop()
+            result["activemq_heap_used_mib"] = {"before": heap_before,
+                                                "after": heap_used_mib(broker)}
             figures[name] = result
             print(name, result, flush=True)
     finally:
         gw.stop()
     table = ["| flood | SUBSCRIBEs | ended with | s | gateway RSS MiB before / peak / after "
-             "| ActiveMQ RSS MiB before / peak / after | witness worst / median round trip s |",
-             "|---|---|---|---|---|---|---|"]
+             "| ActiveMQ RSS MiB before / peak / after | ActiveMQ heap used MiB before / after "
+             "| witness worst / median round trip s |",
+             "|---|---|---|---|---|---|---|---|"]
     for name, r in figures.items():
         g, a = r["rss"]["gateway"], r["rss"]["activemq"]
         ended = ", ".join(f"{n} x {m}" for m, n in r["errors"].items())
         table.append(f"| {name} ({r['connections']} conn.) | {r['subscribes']:,} | {ended} | "
                      f"{r['seconds']} | {g['before_mib']:.0f} / {g['peak_mib']:.0f} / "
                      f"{g['after_mib']:.0f} | {a['before_mib']:.0f} / {a['peak_mib']:.0f} / "
-                     f"{a['after_mib']:.0f} | {r['witness_worst_s']} / "
+                     f"{a['after_mib']:.0f} | {r['activemq_heap_used_mib']['before']} / "
+                     f"{r['activemq_heap_used_mib']['after']} | {r['witness_worst_s']} / "
                      f"{r['witness_median_s']} |")
     write_results("jms_subscribe_flood", ".venv/bin/python bench/jms_subscribe_flood.py",
                   figures, table)

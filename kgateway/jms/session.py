@@ -524,6 +524,11 @@ class JmsSession:
         self.link.write(data, not self.text)
         self.state = State.CLOSED
         self._cleanup()
+        if not self._reading:
+            # Read again (and ignore) whatever comes, so the client's answer to the close
+            # frame is heard and the close handshake ends cleanly instead of timing out.
+            self._reading = True
+            self.link.resume_reading()
         return True
 
     # -- timeouts --------------------------------------------------------------------------------

@@ -732,3 +732,14 @@ def test_new_broker_subscriptions_wait_their_turn_service_wide(tmp_path) -> None
                 if f.command == "RECEIPT"] == ["0", "1", "2"]
         assert not link.paused and link.closes == []
     assert service.admission.pending == 0 and not service.admission.waiting
+
+
+def test_a_client_cut_off_while_paused_is_read_again_to_finish_the_close(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    service, _, _, _, _ = limited(tmp_path, "<maximum.inflight.frames>2</maximum.inflight.frames>"
+                                            "<maximum.subscriptions>3</maximum.subscriptions>")
+    session, link = client(service)
+    session.received(b"".join(f"SUBSCRIBE\ndestination:/queue/q{n}\nid:{n}\n\n\0".encode()
+                              for n in range(2)), False)
+    assert link.paused  # over its in-flight budget: the broker never answers here
+    session.going_away()
+    assert not link.paused  # the client's close frame can be read
