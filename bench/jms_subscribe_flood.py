@@ -123,7 +123,7 @@ async def witness(url: str, stop: asyncio.Event, lost: list[int]) -> list[float]
                     text = data if isinstance(data, str) else data.decode()
                     if text.startswith("MESSAGE") and text.endswith(f"\n\n{n}\0"):
                         break
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 lost.append(n)  # a topic message sent while the broker was away is lost
             rounds.append(time.monotonic() - started)
             n += 1
