@@ -255,6 +255,10 @@ class JmsSession:
         self.backlog: deque[tuple[bytes, bool, bool, Callable[[], object] | None]] = deque()
         self.backlog_topic_bytes = 0
         self.limit = settings.maximum_pending_bytes
+        # What the link may hold, and what waits in the backlog before "slow consumer": in all
+        # twice maximum.pending.bytes, as when the link held it all.
+        self.link_limit = min(self.limit, LINK_WRITE_LIMIT)
+        self.slow_limit = 2 * self.limit - self.link_limit
         #: the roles the client authenticated with (matched by <destination-rule><role>)
         self.roles: frozenset[str] = frozenset()
         #: other clients' temporary reply-to names shown to this client, which it may SEND to
@@ -297,7 +301,7 @@ class JmsSession:
 
     def opened(self) -> None:
         self.link.register_producer(self)
-        self.link.set_write_limit(min(self.limit, LINK_WRITE_LIMIT))
+        self.link.set_write_limit(self.link_limit)
         self.service.opened(self)
         self._read_from(self.connection)
         self._connect_timer = self.service.reactor.callLater(
@@ -459,10 +463,10 @@ class JmsSession:
             self.backlog.append((data, binary, topic, written))
             if topic:
                 self.backlog_topic_bytes += len(data)
-                if self.backlog_topic_bytes > self.limit:
+                if self.backlog_topic_bytes > self.slow_limit:
                     self.fail("slow consumer",
-                              f"more than {self.limit} bytes of topic messages waited for "
-                              "this client (maximum.pending.bytes); it was disconnected so it "
+                              f"more than {2 * self.limit} bytes of messages waited for this "
+                              "client (twice maximum.pending.bytes); it was disconnected so it "
                               "cannot hold up the others", code=POLICY_VIOLATION)
             return
         self.link.write(data, binary)
