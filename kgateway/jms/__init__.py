@@ -9,6 +9,8 @@ broker's topics and queues. It imports transport, config, protocols, interfaces,
                                 +------------------------------+
 
     destinations.py   client names (/topic/X) <-> JNDI-style lookup formats <-> physical names
+    rules.py          which names a client may SUBSCRIBE/SEND to: plain by default, more by
+                      <destination-rule> (per role); pure
     broker.py         BrokerConnection: the gateway's own STOMP connections (reconnect with
                       back-off, re-subscription, receipts, an outbox, back-pressure)
     fanout.py         TopicFanout: one broker subscription per (topic, selector), shared

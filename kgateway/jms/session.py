@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import enum
 import itertools
-from collections import OrderedDict
+from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -46,10 +47,11 @@ from zope.interface import implementer
 from kgateway.auth.credentials import BearerToken
 from kgateway.auth.gate import Credentials, Gate
 from kgateway.auth.principal import Principal
-from kgateway.interfaces import NORMAL, IGoingAway, ILink, ISession
+from kgateway.interfaces import NORMAL, POLICY_VIOLATION, IGoingAway, ILink, ISession
 from kgateway.jms.broker import PER_SUBSCRIPTION, BrokerConnection, BrokerRefused
-from kgateway.jms.destinations import Destination, DestinationError, DestinationMap
+from kgateway.jms.destinations import TEMP_PREFIX, Destination, DestinationError, DestinationMap
 from kgateway.jms.fanout import SharedMessage, SharedTopic, TopicFanout, TopicMember
+from kgateway.jms.rules import DestinationRules, RuleRefusal
 from kgateway.protocols.stomp import (
     CLIENT_COMMANDS,
     HEARTBEAT,
@@ -65,6 +67,7 @@ from kgateway.protocols.stomp import (
     parse_heartbeat,
 )
 from kgateway.timers import Heartbeat as HeartbeatTimer
+from kgateway.timers import IdleTimer
 from kgateway.transport.tracker import note_backend
 
 log = Logger()
@@ -80,8 +83,14 @@ ACK_MODES = ("auto", "client", "client-individual")
 _SEND_OWN = frozenset({"destination", "receipt", "transaction", "reply-to"})
 _DURABLE_HEADERS = ("activemq.subscriptionName", "durable-subscription-name")
 _SESSION_IDS = itertools.count(1)
-
-
+#: the client link's own write buffer past which the session keeps messages itself: small, so
+#: an ERROR written after dropping the session's backlog reaches the client quickly
+LINK_WRITE_LIMIT = 64 * 1024
+#: other clients' temporary reply-to names shown to one session (oldest forgotten first)
+SHOWN_REPLY_TO = 10_000
+#: how long a client cut off while its link is backed up has to read what the link holds
+#: before the close frame is sent anyway (the WebSocket close handshake has its own timeout)
+CLOSE_GRACE = 30.0
 
 class State(enum.Enum):
     CONNECTING = "connecting"  # until CONNECT (and, with a client-id, its own connection)
@@ -107,6 +116,27 @@ class SessionSettings(Protocol):
     @property
     def user_header(self) -> str: ...
 
+    @property
+    def rules(self) -> DestinationRules: ...
+
+    @property
+    def connect_timeout(self) -> float: ...
+
+    @property
+    def idle_timeout(self) -> float: ...
+
+    @property
+    def maximum_subscriptions(self) -> int: ...
+
+    @property
+    def maximum_broker_subscriptions(self) -> int: ...
+
+    @property
+    def maximum_inflight_bytes(self) -> int: ...
+
+    @property
+    def maximum_inflight_frames(self) -> int: ...
+
 
 class JmsHost(Protocol):
     """What a session needs of its service: no more (``kgateway.services.jms.JmsService``)."""
@@ -114,6 +144,7 @@ class JmsHost(Protocol):
     reactor: Any
     destinations: DestinationMap
     fanout: TopicFanout
+    admission: Admission
     #: qualifies this gateway's temporary destination names
     instance: str
 
@@ -135,6 +166,42 @@ class JmsHost(Protocol):
 
     def ended(self, session: JmsSession) -> None: ...
 
+    def broker_subscriptions(self) -> int:
+        """Subscriptions the service holds on the broker now (maximum.broker.subscriptions)."""
+
+
+class Admission:
+    """Service-wide: at most *limit* new broker subscriptions waiting for the broker's
+    RECEIPT at once (``maximum.pending.subscribes``). Sessions beyond wait in turn, each with
+    its reads paused, so however many clients flood SUBSCRIBEs, a frame of any other client
+    waits behind at most *limit* of them on the shared broker connection."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.pending = 0
+        self.waiting: deque[JmsSession] = deque()
+
+    def take(self, session: JmsSession) -> bool:
+        """Take a place, or queue *session* (which parks its SUBSCRIBE) and say False."""
+        if session.granted:
+            session.granted = False  # taken for it by release()
+            return True
+        if self.pending < self.limit and not self.waiting:
+            self.pending += 1
+            return True
+        self.waiting.append(session)
+        return False
+
+    def release(self) -> None:
+        self.pending -= 1
+        while self.waiting and self.pending < self.limit:
+            session = self.waiting.popleft()
+            if session.state == State.CLOSED or session.parked is None:
+                continue
+            self.pending += 1
+            session.granted = True
+            session.unpark()
+
 
 def _connect_credentials(frame: Frame) -> Credentials | None:
     """CONNECT's credentials: ``login`` + ``passcode``, or a bearer token in ``passcode``
@@ -148,12 +215,13 @@ def _connect_credentials(frame: Frame) -> Credentials | None:
 
 
 class ClientError(Exception):
-    """A client mistake: send ERROR with this message and close."""
+    """A client mistake: send ERROR with this message and close (with *code*)."""
 
-    def __init__(self, message: str, detail: str = "") -> None:
+    def __init__(self, message: str, detail: str = "", code: int = NORMAL) -> None:
         super().__init__(message)
         self.message = message
         self.detail = detail
+        self.code = code
 
 
 @dataclass
@@ -168,6 +236,8 @@ class ClientSubscription(TopicMember):
     durable: str | None = None
     #: message-id -> (broker ack id, epoch), in delivery order (for cumulative acks)
     unacked: OrderedDict[str, tuple[str, int]] = field(default_factory=OrderedDict)
+    #: gives back this SUBSCRIBE's place in the client's in-flight budget (idempotent)
+    settle: Callable[[], None] | None = None
 
     def deliver(self, message: SharedMessage) -> None:
         self.session.deliver_shared(self, message)
@@ -216,9 +286,35 @@ class JmsSession:
         self.unacked: dict[str, ClientSubscription] = {}
         self.transactions: dict[str, Transaction] = {}
         self.paused = False
-        self.overflow = 0
-        self.deferred_acks: list[tuple[BrokerConnection, str, int]] = []
+        #: frames waiting for the client link while it is backed up: (data, binary, topic,
+        #: run once written), and the topic bytes among them (maximum.pending.bytes)
+        self.backlog: deque[tuple[bytes, bool, bool, Callable[[], object] | None]] = deque()
+        self.backlog_topic_bytes = 0
         self.limit = settings.maximum_pending_bytes
+        # What the link may hold, and what waits in the backlog before "slow consumer": in all
+        # twice maximum.pending.bytes, as when the link held it all.
+        self.link_limit = min(self.limit, LINK_WRITE_LIMIT)
+        self.slow_limit = 2 * self.limit - self.link_limit
+        #: other clients' temporary reply-to names shown to this client, which it may SEND to
+        self.shown: OrderedDict[str, None] = OrderedDict()
+        # The in-flight budget toward the broker (maximum.inflight.bytes/frames): bytes sent
+        # and bytes the broker confirmed (a RECEIPT covers everything sent before it on the
+        # connection), and frames waiting for their RECEIPT.
+        self.sent_bytes = 0
+        self.confirmed_bytes = 0
+        self.inflight_frames = 0
+        self._checkpoint = 0
+        self._reading = True
+        self._draining = False
+        self._connect_timer: Any = None
+        self._idle: IdleTimer | None = None
+        #: a SUBSCRIBE waiting for a place among the service's pending broker subscriptions
+        #: (Admission), and whether the place was taken for it
+        self.parked: Frame | None = None
+        self.granted = False
+        #: (code, reason) of a close waiting for the link to drain, and its grace timer
+        self._closing: tuple[int, str] | None = None
+        self._closing_timer: Any = None
         self.heartbeat_send = 0.0
         self.heartbeat_expect = 0.0
         self._heartbeat: HeartbeatTimer | None = None
@@ -228,6 +324,11 @@ class JmsSession:
 
     def __repr__(self) -> str:
         return f"<JmsSession {self.tag} {self.link.remote}>"
+
+    @property
+    def roles(self) -> frozenset[str]:
+        """The roles the client authenticated with (matched by <destination-rule><role>)."""
+        return self.principal.roles if self.principal is not None else frozenset()
 
     # -- ISession ------------------------------------------------------------------------------
 
@@ -239,9 +340,11 @@ class JmsSession:
 
     def opened(self) -> None:
         self.link.register_producer(self)
-        self.link.set_write_limit(self.limit)
+        self.link.set_write_limit(self.link_limit)
         self.service.opened(self)
         self._read_from(self.connection)
+        self._connect_timer = self.service.reactor.callLater(
+            self.service.settings.connect_timeout, self._connect_timeout)
 
     def _read_from(self, connection: BrokerConnection) -> None:
         """Take back-pressure from *connection* (the one this client sends through)."""
@@ -249,23 +352,40 @@ class JmsSession:
         self.connection = connection
         note_backend(self.link, f"{connection.settings.uri} ({connection.label})")
         connection.readers.add(self)
-        self.set_reading(connection.writable)
+        self._update_reading()
 
     def set_reading(self, reading: bool) -> None:
-        """Pause or resume reading from the client (back-pressure from the broker link:
-        BrokerConnection.readers)."""
+        """The broker link filled up or drained (BrokerConnection.readers)."""
+        self._update_reading()
+
+    def _over_budget(self) -> bool:
+        settings = self.service.settings
+        return (self.sent_bytes - self.confirmed_bytes > settings.maximum_inflight_bytes
+                or self.inflight_frames >= settings.maximum_inflight_frames)
+
+    def _update_reading(self) -> None:
+        """Read from the client while its broker link is writable and the client is within
+        its in-flight budget; only this client pauses when it alone is over budget."""
         if self.state == State.CLOSED:
             return
+        reading = (self.connection.writable and not self._over_budget()
+                   and self.parked is None)
+        if reading != self._reading:
+            self._reading = reading
+            if reading:
+                self.link.resume_reading()
+            else:
+                self.link.pause_reading()
         if reading:
-            self.link.resume_reading()
-        else:
-            self.link.pause_reading()
+            self._drain()  # frames parsed before the pause
 
     def received(self, data: bytes, binary: bool) -> None:
         if self.state == State.CLOSED:
             return
         if self._heartbeat is not None:
             self._heartbeat.heard()
+        if self._idle is not None:
+            self._idle.touch()
         if self._first:
             # Answer in the kind of WebSocket message the client chose for its CONNECT.
             self._first = False
@@ -279,6 +399,10 @@ class JmsSession:
 
     def closed(self, code: int | None, reason: str) -> None:
         self.state = State.CLOSED
+        self._closing = None
+        if self._closing_timer is not None and self._closing_timer.active():
+            self._closing_timer.cancel()
+        self._closing_timer = None
         self._cleanup()
 
     # -- IPushProducer (the client link's write buffer) -------------------------------------------
@@ -288,18 +412,36 @@ class JmsSession:
 
     def resumeProducing(self) -> None:
         self.paused = False
-        self.overflow = 0
-        acks, self.deferred_acks = self.deferred_acks, []
-        for connection, ack_id, epoch in acks:
-            connection.ack(ack_id, epoch)
+        self._flush()
+        if self._closing is not None:
+            self._close_now()
 
     def stopProducing(self) -> None:
         self.paused = True
 
+    def _flush(self, force: bool = False) -> None:
+        """Hand the backlog to the link until it backs up again (all of it if *force*)."""
+        while self.backlog and (force or not self.paused) and self.state != State.CLOSED:
+            data, binary, topic, written = self.backlog.popleft()
+            if topic:
+                self.backlog_topic_bytes -= len(data)
+            self.link.write(data, binary)
+            if written is not None:
+                written()
+
     # -- input -------------------------------------------------------------------------------------
 
     def _drain(self) -> None:
-        while self.state != State.CLOSED and not self.held:
+        if self._draining:
+            return  # called back from inside the loop below: it goes on by itself
+        self._draining = True
+        try:
+            self._drain_frames()
+        finally:
+            self._draining = False
+
+    def _drain_frames(self) -> None:
+        while self.state != State.CLOSED and not self.held and self._reading:
             try:
                 event = self.parser.next_event()
             except StompError as e:
@@ -309,17 +451,31 @@ class JmsSession:
                 return
             if isinstance(event, Heartbeat):
                 continue
-            try:
-                self._frame(event)
-            except ClientError as e:
-                self.fail(e.message, e.detail, event.get("receipt"))
-            except StompError as e:
-                self.fail(e.message, e.detail, event.get("receipt"))
-            except Exception:
-                log.failure("jms: {peer}: handling {command}", peer=self.link.remote,
-                            command=event.command)
-                self.fail("internal error", "the gateway could not handle this frame",
-                          event.get("receipt"))
+            self._handle(event)
+
+    def _handle(self, event: Frame) -> None:
+        """Handle one client frame; a mistake in it ends the session with ERROR."""
+        try:
+            self._frame(event)
+        except ClientError as e:
+            self.fail(e.message, e.detail, event.get("receipt"), e.code)
+        except StompError as e:
+            self.fail(e.message, e.detail, event.get("receipt"))
+        except Exception:
+            log.failure("jms: {peer}: handling {command}", peer=self.link.remote,
+                        command=event.command)
+            self.fail("internal error", "the gateway could not handle this frame",
+                      event.get("receipt"))
+
+    def unpark(self) -> None:
+        """A place for the parked SUBSCRIBE is free (Admission): handle it, then go on."""
+        frame, self.parked = self.parked, None
+        if frame is not None and self.state != State.CLOSED:
+            self._handle(frame)
+        if self.granted:  # the SUBSCRIBE did not need it after all (or failed)
+            self.granted = False
+            self.service.admission.release()
+        self._update_reading()
 
     def _frame(self, frame: Frame) -> None:
         command = frame.command
@@ -336,18 +492,27 @@ class JmsSession:
 
     # -- output ------------------------------------------------------------------------------------
 
-    def write(self, data: bytes, text_ok: bool = True, *, topic: bool = False) -> None:
+    def write(self, data: bytes, text_ok: bool = True, *, topic: bool = False,
+              written: Callable[[], object] | None = None) -> None:
+        """Write a frame, or keep it in the backlog while the client link is backed up;
+        *written* runs once it is handed to the link (never, if the client is cut off)."""
         if self.state == State.CLOSED:
             return
-        self.link.write(data, not (self.text and text_ok))
-        if self.paused and topic:
-            self.overflow += len(data)
-            if self.overflow > self.limit:
-                self.service.fanout.deliveries.slow_consumers += 1
-                self.fail("slow consumer",
-                          f"more than {self.limit} bytes of topic messages waited for this "
-                          "client (maximum.pending.bytes); it was disconnected so it cannot "
-                          "hold up the others")
+        binary = not (self.text and text_ok)
+        if self.paused or self.backlog:
+            self.backlog.append((data, binary, topic, written))
+            if topic:
+                self.backlog_topic_bytes += len(data)
+                if self.backlog_topic_bytes > self.slow_limit:
+                    self.service.fanout.deliveries.slow_consumers += 1
+                    self.fail("slow consumer",
+                              f"more than {2 * self.limit} bytes of messages waited for this "
+                              "client (twice maximum.pending.bytes); it was disconnected so it "
+                              "cannot hold up the others", code=POLICY_VIOLATION)
+            return
+        self.link.write(data, binary)
+        if written is not None:
+            written()
 
     def send_frame(self, frame: Frame) -> None:
         self.write(encode(frame, self.version), is_text(frame.body))
@@ -356,10 +521,30 @@ class JmsSession:
         if receipt_id is not None:
             self.send_frame(Frame("RECEIPT", [("receipt-id", receipt_id)]))
 
-    def fail(self, message: str, detail: str = "", receipt_id: str | None = None) -> None:
-        """ERROR then close, as the STOMP spec requires after an error."""
+    def fail(self, message: str, detail: str = "", receipt_id: str | None = None,
+             code: int = NORMAL) -> None:
+        """ERROR then close, as the STOMP spec requires after an error. The backlog is
+        dropped first, so the ERROR (and the close frame, whose reason is *message*) reaches
+        the client right behind what the link already holds."""
         if self._error(message, detail, receipt_id):
-            self.link.close(NORMAL, message)
+            self._closing = (code, message)
+            if self.paused:
+                # The link still holds frames for the client. Sending the close frame now
+                # would start the close handshake's timeout while the ERROR is still queued,
+                # and a slow reader would see a reset; wait (CLOSE_GRACE at most) until the
+                # link has handed everything to the network.
+                self._closing_timer = self.service.reactor.callLater(CLOSE_GRACE,
+                                                                     self._close_now)
+            else:
+                self._close_now()
+
+    def _close_now(self) -> None:
+        if self._closing_timer is not None and self._closing_timer.active():
+            self._closing_timer.cancel()
+        self._closing_timer = None
+        closing, self._closing = self._closing, None
+        if closing is not None:
+            self.link.close(*closing)
 
     def going_away(self) -> None:
         """A draining gateway is about to close this client with 1001 (IGoingAway)."""
@@ -377,10 +562,45 @@ class JmsSession:
             data = encode(Frame.error(message, detail, receipt_id=receipt_id), self.version)
         except StompError:
             data = encode(Frame.error(message), self.version)
+        # Unwritten messages are dropped (queue messages among them were never acked, so the
+        # broker redelivers them once the subscription ends in _cleanup).
+        self.backlog.clear()
+        self.backlog_topic_bytes = 0
         self.link.write(data, not self.text)
         self.state = State.CLOSED
         self._cleanup()
+        if not self._reading:
+            # Read again (and ignore) whatever comes, so the client's answer to the close
+            # frame is heard and the close handshake ends cleanly instead of timing out.
+            self._reading = True
+            self.link.resume_reading()
         return True
+
+    # -- timeouts --------------------------------------------------------------------------------
+
+    def _connect_timeout(self) -> None:
+        self._connect_timer = None
+        if self.state != State.CONNECTING:
+            return
+        timeout = self.service.settings.connect_timeout
+        if self.held:
+            self.fail("broker unavailable",
+                      f"the broker did not accept this client's connection within {timeout:g}s "
+                      "(connect.timeout)", code=POLICY_VIOLATION)
+        else:
+            self.fail("connect timeout", f"no CONNECT frame within {timeout:g}s of opening "
+                                         "(connect.timeout)", code=POLICY_VIOLATION)
+
+    def _idle_timeout(self) -> None:
+        if self.state == State.CLOSED:
+            return
+        if not self._reading and self._idle is not None:
+            self._idle.touch()  # the gateway paused reading: the client cannot be heard
+            return
+        self.fail("idle timeout",
+                  f"nothing received from this client for "
+                  f"{self.service.settings.idle_timeout:g}s (idle.timeout); send heart-beats "
+                  "to stay connected", code=POLICY_VIOLATION)
 
     # -- CONNECT ---------------------------------------------------------------------------------
 
@@ -467,12 +687,20 @@ class JmsSession:
 
     def _opened(self, headers: list[tuple[str, str]], receipt: str | None) -> None:
         self.state = State.OPEN
+        if self._connect_timer is not None and self._connect_timer.active():
+            self._connect_timer.cancel()
+        self._connect_timer = None
         # Not STOMP: tells a client (the tutorial page) that its SENDs wait in the gateway's
         # outage buffer until the broker is back; clients that do not know it ignore it.
         headers = [*headers, (BROKER_HEADER, "connected" if self.connection.connected
                                              else "unavailable")]
         self.send_frame(Frame("CONNECTED", headers))
         self.receipt(receipt)
+        self._start_heartbeat()
+        self._idle = IdleTimer(self.service.reactor, self.service.settings.idle_timeout,
+                               self._idle_timeout)
+
+    def _start_heartbeat(self) -> None:
         self._heartbeat = HeartbeatTimer(self.service.reactor, self.heartbeat_send,
                                          self.heartbeat_expect * 2, self._beat, self._silent)
 
@@ -481,20 +709,108 @@ class JmsSession:
             self.link.write(HEARTBEAT, not self.text)
 
     def _silent(self) -> None:
-        if self.state != State.CLOSED:
-            self.fail("heart-beat timeout",
-                      f"nothing received for {self.heartbeat_expect * 2:g}s")
+        if self.state == State.CLOSED:
+            return
+        if not self._reading:
+            self._start_heartbeat()  # the gateway paused reading: the client cannot be heard
+            return
+        self.fail("heart-beat timeout", f"nothing received for {self.heartbeat_expect * 2:g}s")
 
     # -- client frames --------------------------------------------------------------------------
 
-    def _destination(self, frame: Frame, header: str = "destination") -> Destination:
+    def _destination(self, frame: Frame, action: str,
+                     header: str = "destination") -> Destination:
+        """Resolve a destination the client may use for *action* (subscribe or publish)."""
         name = frame.get(header)
         if not name:
             raise ClientError(f"missing {header} header", f"{frame.command} needs a {header}")
         try:
-            return self.service.destinations.resolve(name, self.tag)
+            destination = self.service.destinations.resolve(name, self.tag)
         except DestinationError as e:
-            raise ClientError("bad destination", str(e)) from None
+            raise ClientError(f"bad {header}" if header != "destination" else
+                              "bad destination", str(e)) from None
+        try:
+            self.service.settings.rules.check(action, name, self.roles, own_tag=self.tag,
+                                              shown=self.shown)
+        except RuleRefusal as e:
+            what = f"{frame.command} {name[:200]}" + (f" ({header})" if header != "destination"
+                                                      else "")
+            raise ClientError(f"destination not allowed ({e.rule})", f"{what}: {e.message} "
+                              "(see the destination rules in docs/jms.md)",
+                              POLICY_VIOLATION) from None
+        return destination
+
+    def _show(self, reply_to: str | None) -> None:
+        """Remember another client's temporary reply-to shown to this one (it may answer)."""
+        if not reply_to or TEMP_PREFIX not in reply_to:
+            return
+        self.shown[reply_to] = None
+        self.shown.move_to_end(reply_to)
+        if len(self.shown) > SHOWN_REPLY_TO:
+            self.shown.popitem(last=False)
+
+    # -- the in-flight budget toward the broker -----------------------------------------------
+
+    def _to_broker(self, frame: Frame, on_receipt: Callable[[], None] | None = None,
+                   on_error: Callable[[str, str], None] | None = None,
+                   replayable: bool = False) -> bool:
+        """Send *frame* through the session's connection, counted in its in-flight budget.
+
+        Every ``maximum.inflight.bytes / 4`` the gateway asks a RECEIPT of its own, so the
+        budget is given back even for a client that never asks for receipts."""
+        size = len(frame.body) + sum(len(k) + len(v) + 2 for k, v in frame.headers) + 16
+        self.sent_bytes += size
+        mark = self.sent_bytes
+        quarter = self.service.settings.maximum_inflight_bytes // 4
+        if on_receipt is None and on_error is None and mark - self._checkpoint <= quarter:
+            ok = self.connection.send(frame)
+        else:
+            self._checkpoint = mark
+            settle = self._settler(mark)
+
+            def receipt() -> None:
+                settle()
+                if on_receipt is not None:
+                    on_receipt()
+
+            def error(message: str, detail: str) -> None:
+                settle()
+                if on_error is not None:
+                    on_error(message, detail)
+                else:
+                    log.info("jms: {peer}: the broker refused {command}: {message} {detail}",
+                             peer=self.link.remote, command=frame.command, message=message,
+                             detail=detail)
+
+            ok = self.connection.send(frame, on_receipt=receipt, on_error=error,
+                                      replayable=replayable)
+            if not ok:
+                settle()
+        self._update_reading()
+        return ok
+
+    def _settler(self, mark: int | None,
+                 release: Callable[[], None] | None = None) -> Callable[[], None]:
+        """Count one frame in flight; the function returned gives it back (once), with the
+        bytes up to *mark* if it is a RECEIPT on the session's connection, and calls
+        *release* (an Admission place)."""
+        self.inflight_frames += 1
+        self._update_reading()
+        done = False
+
+        def settle() -> None:
+            nonlocal done
+            if done:
+                return
+            done = True
+            self.inflight_frames -= 1
+            if mark is not None and mark > self.confirmed_bytes:
+                self.confirmed_bytes = mark
+            if release is not None:
+                release()
+            self._update_reading()
+
+        return settle
 
     def _transaction(self, frame: Frame) -> Transaction | None:
         name = frame.get("transaction")
@@ -511,16 +827,12 @@ class JmsSession:
         return tx
 
     def _on_send(self, frame: Frame) -> None:
-        destination = self._destination(frame)
+        destination = self._destination(frame, "publish")
         tx = self._transaction(frame)
         headers = [("destination", destination.broker)]
-        reply_to = frame.get("reply-to")
-        if reply_to:
-            try:
-                headers.append(("reply-to",
-                                self.service.destinations.resolve(reply_to, self.tag).broker))
-            except DestinationError as e:
-                raise ClientError("bad reply-to", str(e)) from None
+        if frame.get("reply-to"):
+            # Replies come back there: a client names only what it may itself subscribe to.
+            headers.append(("reply-to", self._destination(frame, "subscribe", "reply-to").broker))
         if tx is not None:
             headers.append(("transaction", tx.broker_id))
         user_header = self.service.settings.user_header
@@ -535,9 +847,9 @@ class JmsSession:
         receipt = frame.get("receipt")
         out = Frame("SEND", headers, frame.body)
         if receipt is None:
-            ok = self.connection.send(out)
+            ok = self._to_broker(out)
         else:
-            ok = self.connection.send(
+            ok = self._to_broker(
                 out, on_receipt=lambda: self.receipt(receipt),
                 on_error=lambda m, d: self.fail(m, d, receipt), replayable=tx is None)
         if not ok:
@@ -546,7 +858,13 @@ class JmsSession:
                               "full; try again later")
 
     def _on_subscribe(self, frame: Frame) -> None:
-        destination = self._destination(frame)
+        destination = self._destination(frame, "subscribe")
+        settings = self.service.settings
+        if len(self.subscriptions) >= settings.maximum_subscriptions:
+            raise ClientError("too many subscriptions",
+                              f"this connection already has {len(self.subscriptions)} "
+                              f"subscriptions, the most one connection may have "
+                              "(maximum.subscriptions)", POLICY_VIOLATION)
         sub_id = frame.get("id")
         if sub_id is None:
             if self.version != "1.0":
@@ -560,23 +878,44 @@ class JmsSession:
                                               "client-individual")
         selector = frame.get("selector") or None
         durable = next((frame.get(h) for h in _DURABLE_HEADERS if frame.get(h)), None)
+        shared = destination.is_topic and durable is None
+        new = not shared or (destination.broker, selector) not in self.service.fanout.topics
+        if new and self.service.broker_subscriptions() >= settings.maximum_broker_subscriptions:
+            raise ClientError("broker subscription limit",
+                              f"{destination.client}: the gateway already holds "
+                              f"{settings.maximum_broker_subscriptions} subscriptions on the "
+                              "broker (maximum.broker.subscriptions); try again later",
+                              POLICY_VIOLATION)
+        if new:
+            if not self.service.admission.take(self):
+                self.parked = frame  # handled again by unpark(); reads pause meanwhile
+                self._update_reading()
+                return
         sub = ClientSubscription(self, sub_id, destination, ack, selector, durable=durable)
         receipt = frame.get("receipt")
         self.subscriptions[sub_id] = sub
-        if destination.is_topic and durable is None:
+        settle = sub.settle = self._settler(None, self.service.admission.release if new
+                                            else None)
+
+        def ready() -> None:
+            settle()
+            self.receipt(receipt)
+
+        if shared:
             sub.topic = self.service.fanout.add(
                 destination.broker, selector, sub,
-                lambda d: self.service.destinations.to_client(d, self.tag),
-                lambda: self.receipt(receipt))
+                lambda d: self.service.destinations.to_client(d, self.tag), ready)
             return
         if durable is not None:
             if self.dedicated is None:
                 del self.subscriptions[sub_id]
+                settle()
                 raise ClientError("durable subscription needs a client-id",
                                   "add a client-id header to CONNECT: the broker keys "
                                   "durable subscriptions by client-id and subscription name")
             if not destination.is_topic:
                 del self.subscriptions[sub_id]
+                settle()
                 raise ClientError("bad durable subscription",
                                   "durable subscriptions are for /topic/ destinations")
         headers = [("destination", destination.broker), ("ack", "client-individual"),
@@ -588,12 +927,14 @@ class JmsSession:
         broker_sub = self.connection.subscribe(
             headers, lambda f, epoch: self._queue_message(sub, f, epoch),
             on_error=lambda m, d: self.subscription_refused(sub, m, d, receipt),
-            on_ready=lambda: self.receipt(receipt))
+            on_ready=ready)
         sub.broker_id = broker_sub.id
         self.by_broker_id[broker_sub.id] = sub
 
     def subscription_refused(self, sub: ClientSubscription, message: str, detail: str,
                              receipt: str | None = None) -> None:
+        if sub.settle is not None:
+            sub.settle()
         if self.subscriptions.get(sub.id) is sub:
             del self.subscriptions[sub.id]
             self.fail("subscription refused by the broker",
@@ -615,7 +956,7 @@ class JmsSession:
             self._drop(sub)
         if durable is not None and self.dedicated is not None:
             # Removes the durable subscription from the broker for good.
-            self.connection.send(
+            self._to_broker(
                 Frame("UNSUBSCRIBE", [("id", frame.get("id") or durable),
                                       ("activemq.subscriptionName", durable)]),
                 on_receipt=lambda: self.receipt(receipt),
@@ -625,6 +966,8 @@ class JmsSession:
 
     def _drop(self, sub: ClientSubscription) -> None:
         self.subscriptions.pop(sub.id, None)
+        if sub.settle is not None:
+            sub.settle()  # its RECEIPT may never come now
         if sub.topic is not None:
             self.service.fanout.remove(sub.topic, sub)
             sub.topic = None
@@ -683,10 +1026,10 @@ class JmsSession:
         if receipt is None:
             # No on_error: a broker outage voids the transaction (see Transaction.epoch),
             # which the client learns at its COMMIT instead of losing its connection now.
-            ok = self.connection.send(out)
+            ok = self._to_broker(out)
         else:
-            ok = self.connection.send(out, on_receipt=lambda: self.receipt(receipt),
-                                      on_error=lambda m, d: self.fail(m, d, receipt))
+            ok = self._to_broker(out, on_receipt=lambda: self.receipt(receipt),
+                                 on_error=lambda m, d: self.fail(m, d, receipt))
         if not ok:
             raise ClientError("broker unavailable", "the gateway's buffer for the broker is full")
 
@@ -712,6 +1055,7 @@ class JmsSession:
 
     def _on_disconnect(self, frame: Frame) -> None:
         self.receipt(frame.get("receipt"))
+        self._flush(force=True)  # what the client was owed, then its RECEIPT
         self.state = State.CLOSED
         self.link.close(NORMAL, "")
         self._cleanup()
@@ -726,6 +1070,9 @@ class JmsSession:
         if sub.ack != "auto" and self.version == "1.2":
             headers.append(("ack", message.frame.get("message-id") or ""))
         self.service.fanout.deliveries.messages += 1
+        reply_to = message.frame.get("reply-to")
+        if reply_to:
+            self._show(self.service.destinations.to_client(reply_to, self.tag))
         self.write(message.prepared(self.version).render(headers), message.text_ok, topic=True)
 
     def _queue_message(self, sub: ClientSubscription, frame: Frame, epoch: int) -> None:
@@ -743,15 +1090,18 @@ class JmsSession:
                 continue
             if name == "destination" or name == "reply-to":
                 value = to_client(value, self.tag)
+                if name == "reply-to":
+                    self._show(value)
             headers.append((name, value))
         self.service.fanout.deliveries.messages += 1
-        self.send_frame(Frame("MESSAGE", headers, frame.body))
+        message = Frame("MESSAGE", headers, frame.body)
         if sub.ack == "auto":
-            if self.paused:
-                self.deferred_acks.append((connection, broker_ack, epoch))
-            else:
-                connection.ack(broker_ack, epoch)
+            # Acked once handed to the link: while the client is slow, the broker's prefetch
+            # window stops the flow instead of the gateway's memory.
+            self.write(encode(message, self.version), is_text(message.body),
+                       written=lambda: connection.ack(broker_ack, epoch))
         else:
+            self.send_frame(message)
             sub.unacked[message_id] = (broker_ack, epoch)
             self.unacked[message_id] = sub
 
@@ -764,6 +1114,12 @@ class JmsSession:
         if self._heartbeat is not None:
             self._heartbeat.stop()
             self._heartbeat = None
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        if self._connect_timer is not None and self._connect_timer.active():
+            self._connect_timer.cancel()
+        self._connect_timer = None
         self.service.ended(self)
         connection = self.connection
         connection.readers.discard(self)
@@ -773,7 +1129,7 @@ class JmsSession:
         self.transactions.clear()
         for sub in list(self.subscriptions.values()):
             self._drop(sub)
-        self.deferred_acks = []
+        self.backlog.clear()
         if self.dedicated is not None:
             dedicated, self.dedicated = self.dedicated, None
             dedicated.stop()

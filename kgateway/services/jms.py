@@ -40,7 +40,8 @@ from kgateway.interfaces import IBackendStatus, ILink, IMessageStats
 from kgateway.jms.broker import BrokerConnection, BrokerSettings, State
 from kgateway.jms.destinations import DestinationMap
 from kgateway.jms.fanout import TopicFanout
-from kgateway.jms.session import JmsSession
+from kgateway.jms.rules import DEFAULTS, DestinationRule, DestinationRules, Pattern
+from kgateway.jms.session import Admission, JmsSession
 from kgateway.services.base import (
     BackendService,
     PropertySpec,
@@ -67,6 +68,20 @@ def _prefix(text: str) -> str:
 
 def _duration_or_zero(text: str) -> float:
     return 0.0 if text.strip() == "0" else parse_duration(text)
+
+
+def _positive_duration(text: str) -> float:
+    value = parse_duration(text)
+    if value <= 0:
+        raise ValueError(f"expected a duration above zero such as 20sec, not {text!r}")
+    return value
+
+
+def _default(text: str) -> str:
+    value = text.strip()
+    if value not in DEFAULTS:
+        raise ValueError(f"expected plain or none, not {text!r}")
+    return value
 
 
 PROPERTIES: dict[str, PropertySpec] = {
@@ -103,6 +118,25 @@ PROPERTIES: dict[str, PropertySpec] = {
     # identity promotion: the header naming the authenticated user on every SEND (the
     # client's own value is always removed; a JMS property name, usable in selectors)
     "user.header": PropertySpec(str, "kgateway_user"),
+    # -- limits (docs/jms.md "Limits"): every client is held to them, whoever it is --------
+    # plain: /topic/NAME and /queue/NAME with plain names; none: only what a rule allows
+    "destinations.default": PropertySpec(_default, "plain"),
+    # a socket that sends no complete CONNECT within this is sent ERROR and closed
+    "connect.timeout": PropertySpec(_positive_duration, 20.0),
+    # nothing at all received from a client for this long: ERROR, close (0: no limit)
+    "idle.timeout": PropertySpec(_duration_or_zero, 600.0),
+    # subscriptions one client connection may hold
+    "maximum.subscriptions": PropertySpec(parse_positive_int, 1000),
+    # broker subscriptions the whole service may hold (shared topics + queue consumers)
+    "maximum.broker.subscriptions": PropertySpec(parse_positive_int, 2000),
+    # one client's frames sent toward the broker and not yet confirmed by it: past either,
+    # only that client's reads pause until the broker catches up
+    "maximum.inflight.bytes": PropertySpec(parse_size, 256 * 1024),
+    "maximum.inflight.frames": PropertySpec(parse_positive_int, 32),
+    # new broker subscriptions of all clients waiting for the broker at once; SUBSCRIBEs
+    # beyond wait their turn (the client's reads paused), so floods cannot queue up
+    # thousands of them ahead of everyone else's frames on the shared connection
+    "maximum.pending.subscribes": PropertySpec(parse_positive_int, 64),
 }
 
 _OPENWIRE_SCHEMES = ("tcp", "ssl", "nio", "nio+ssl", "failover", "vm", "auto", "auto+ssl")
@@ -127,6 +161,14 @@ class JmsSettings:
     virtual_host: str | None = None
     #: broker destination -> last-value cache size
     caches: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    rules: DestinationRules = DestinationRules()
+    connect_timeout: float = 20.0
+    idle_timeout: float = 600.0
+    maximum_subscriptions: int = 1000
+    maximum_broker_subscriptions: int = 2000
+    maximum_inflight_bytes: int = 256 * 1024
+    maximum_inflight_frames: int = 32
+    maximum_pending_subscribes: int = 64
 
 
 def _topics(config: ServiceConfig, elements: list[Any],
@@ -165,10 +207,61 @@ def _topics(config: ServiceConfig, elements: list[Any],
     return caches, problems
 
 
+def _rules(config: ServiceConfig, elements: list[Any]
+           ) -> tuple[tuple[DestinationRule, ...], list[Problem]]:
+    """``<destination-rule>`` elements: optional ``<role>``s, ``<subscribe>``/``<publish>``
+    patterns (each repeatable)."""
+    rules: list[DestinationRule] = []
+    problems: list[Problem] = []
+    for element in elements:
+        roles: list[str] = []
+        patterns: dict[str, list[Pattern]] = {"subscribe": [], "publish": []}
+        for child in element.children:
+            value = child.value.strip()
+            if child.name == "role":
+                if not value:
+                    problems.append(Problem(config.file, child.line, "<role> is empty"))
+                    continue
+                roles.append(value)
+                if config.realm_name is None:
+                    problems.append(Problem(
+                        config.file, child.line,
+                        f"<destination-rule> <role>{value}</role> needs authenticated clients, "
+                        f"but service {config.name!r} has no <realm-name>: add one, or drop "
+                        "the <role> to make the rule apply to every client"))
+            elif child.name in patterns:
+                try:
+                    patterns[child.name].append(Pattern.parse(value))
+                except ValueError as e:
+                    problems.append(Problem(config.file, child.line,
+                                            f"bad <{child.name}> in <destination-rule>: {e}"))
+            else:
+                problems.append(Problem(config.file, child.line,
+                                        f"unknown element <{child.name}> in <destination-rule>;"
+                                        " expected role, subscribe or publish"))
+        if element.value.strip() and not element.children:
+            problems.append(Problem(config.file, element.line,
+                                    "<destination-rule> takes <role>, <subscribe> and <publish> "
+                                    "elements, not text"))
+            continue
+        if not patterns["subscribe"] and not patterns["publish"]:
+            problems.append(Problem(config.file, element.line,
+                                    "<destination-rule> needs at least one <subscribe> or "
+                                    "<publish> pattern"))
+            continue
+        rules.append(DestinationRule(frozenset(roles), tuple(patterns["subscribe"]),
+                                     tuple(patterns["publish"]), element.line))
+    return tuple(rules), problems
+
+
+_NESTED = ("topic", "destination-rule")
+
+
 def _check(config: ServiceConfig, resolve: PathResolver) -> JmsSettings:
     topic_elements = [p for p in config.properties.items if p.name == "topic"]
+    rule_elements = [p for p in config.properties.items if p.name == "destination-rule"]
     flat = replace(config, properties=Properties(
-        tuple(p for p in config.properties.items if p.name != "topic")))
+        tuple(p for p in config.properties.items if p.name not in _NESTED)))
     values = check_properties(flat, PROPERTIES)
     problems: list[Problem] = []
     destinations = DestinationMap(values["context.lookup.topic.format"],
@@ -201,6 +294,8 @@ def _check(config: ServiceConfig, resolve: PathResolver) -> JmsSettings:
                 "<connect>stomp://host:61613</connect>"))
     caches, topic_problems = _topics(config, topic_elements, destinations)
     problems += topic_problems
+    rules, rule_problems = _rules(config, rule_elements)
+    problems += rule_problems
     if problems:
         raise ConfigError(problems)
     assert broker is not None
@@ -218,7 +313,14 @@ def _check(config: ServiceConfig, resolve: PathResolver) -> JmsSettings:
         outage_buffer_size=values["outage.buffer.size"],
         user_header=values["user.header"],
         login=values["broker.login"], passcode=values["broker.passcode"],
-        virtual_host=values["broker.virtual.host"], caches=MappingProxyType(caches))
+        virtual_host=values["broker.virtual.host"], caches=MappingProxyType(caches),
+        rules=DestinationRules(values["destinations.default"], rules),
+        connect_timeout=values["connect.timeout"], idle_timeout=values["idle.timeout"],
+        maximum_subscriptions=values["maximum.subscriptions"],
+        maximum_broker_subscriptions=values["maximum.broker.subscriptions"],
+        maximum_inflight_bytes=values["maximum.inflight.bytes"],
+        maximum_inflight_frames=values["maximum.inflight.frames"],
+        maximum_pending_subscribes=values["maximum.pending.subscribes"])
 
 
 @implementer(IBackendStatus, IMessageStats)
@@ -245,7 +347,10 @@ class JmsService(BackendService):
         self.connections = [self._connection(f"{config.name}#{i + 1}")
                             for i in range(s.connection_count)]
         self.fanout = TopicFanout(self.connections, s.caches)
+        self.admission = Admission(s.maximum_pending_subscribes)
         self.sessions: set[JmsSession] = set()
+        #: client-id connections of live sessions (their subscriptions count too)
+        self.dedicated: set[BrokerConnection] = set()
         self._next = itertools.count()
 
     def _connection(self, label: str, client_id: str | None = None) -> BrokerConnection:
@@ -260,12 +365,23 @@ class JmsService(BackendService):
 
     def ended(self, session: JmsSession) -> None:
         self.sessions.discard(session)
+        if session.dedicated is not None:
+            self.dedicated.discard(session.dedicated)
+
+    def broker_subscriptions(self) -> int:
+        """Subscriptions the service holds on the broker: shared topics and queue consumers
+        on the shared connections, and those of client-id connections."""
+        return (sum(len(c.subscriptions) for c in self.connections)
+                + sum(len(c.subscriptions) for c in self.dedicated))
 
     def pick_connection(self) -> BrokerConnection:
         return self.connections[next(self._next) % len(self.connections)]
 
     def dedicated_connection(self, client_id: str, tag: str) -> BrokerConnection:
-        return self._connection(f"{self.config.name} client-id {client_id} ({tag})", client_id)
+        connection = self._connection(f"{self.config.name} client-id {client_id} ({tag})",
+                                      client_id)
+        self.dedicated.add(connection)
+        return connection
 
     def backend_status(self) -> dict[str, dict[str, object]]:
         connections = self.connections

@@ -56,7 +56,11 @@ def gateway(activemq: tuple[str, int]) -> Iterator[GatewayProcess]:
              "<reconnect.delay.maximum>1sec</reconnect.delay.maximum>"
              "<maximum.pending.bytes>256k</maximum.pending.bytes>"
              "<maximum.frame.size>256k</maximum.frame.size>"
-             "<topic><name>lvc</name><cache.size>3</cache.size></topic>")
+             "<topic><name>lvc</name><cache.size>3</cache.size></topic>"
+             # the dead-letter test reads the broker's DLQ: an internal destination that
+             # only a rule opens (docs/jms.md "Destination rules")
+             "<destination-rule><subscribe>/queue/ActiveMQ.DLQ</subscribe>"
+             "</destination-rule>")
     xml = gateway_xml([service_xml("jms", [f"ws://localhost:{port}/jms",
                                            f"tcp://localhost:{tcp_port}"],
                                    f"stomp://{activemq[0]}:{activemq[1]}", name="jms",

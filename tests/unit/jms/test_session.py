@@ -20,6 +20,7 @@ from zope.interface.verify import verifyObject
 
 from kgateway.auth.principal import Principal
 from kgateway.interfaces import ConnectError, IConnector, IGatewayService, ILink, ISession
+from kgateway.jms.session import CLOSE_GRACE
 from kgateway.protocols.stomp import Frame, FrameParser, encode
 from kgateway.services import load_config
 from kgateway.services.jms import JmsService
@@ -203,8 +204,9 @@ def test_slow_topic_consumer_gets_error_and_close_others_unaffected(setup) -> No
     slow_link.producer.pauseProducing()
     for n in range(3):
         broker_message(peer, sub.get("id") or "", b"y" * 600, "/topic/t", mid=f"ID:{n}")
-    assert slow_link.closes and slow_link.closes[0][1] == "slow consumer"
     assert client_frames(slow_link)[-1].get("message") == "slow consumer"
+    slow_link.producer.resumeProducing()  # the close frame follows once the link drained
+    assert slow_link.closes and slow_link.closes[0][1] == "slow consumer"
     assert len([f for f in client_frames(fast_link) if f.command == "MESSAGE"]) == 3
     assert slow not in service.sessions and fast in service.sessions
 
@@ -525,3 +527,310 @@ def test_deliveries_and_slow_consumers_are_counted(setup) -> None:  # type: igno
     stats = service.message_stats()
     assert stats["slow_consumers"] == 1
     assert stats["messages_delivered"] == 5  # 3 to the fast client, 2 before the slow one went
+
+
+# -- destination rules and limits (docs/jms.md "Destination rules", "Limits") -------------------
+
+
+def limited(tmp_path: Any, props: str, service_extra: str = "") -> tuple[JmsService, Clock,
+                                                                         Broker, Any, FakeLink]:
+    path = tmp_path / "limits.xml"
+    users = tmp_path / "users"
+    users.write_text("# nobody\n")
+    realm = ("<security><realm><name>demo</name><authentication><login-modules><login-module>"
+             f"<type>file</type><options><file>{users}</file></options></login-module>"
+             "</login-modules></authentication></realm></security>")
+    path.write_text(
+        f"<gateway-config>{realm}<service><name>jms</name><accept>ws://h:1/jms</accept>"
+        "<connect>stomp://mq:61613</connect><type>jms</type><properties>"
+        f"{props}</properties>{service_extra}</service></gateway-config>")
+    clock = Clock()
+    broker = Broker()
+    service = build(load_config(str(path), {}, {}), reactor=clock, connector=broker)
+    assert isinstance(service, JmsService)
+    service.start()
+    peer, link = broker.accept()
+    return service, clock, broker, peer, link
+
+
+def error_of(link: FakeLink) -> Frame:
+    error = client_frames(link)[-1]
+    assert error.command == "ERROR", client_frames(link)
+    return error
+
+
+@pytest.mark.parametrize("frame, rule", [
+    (b"SUBSCRIBE\ndestination:/queue/>\nid:1\nreceipt:r\n\n\0", "wildcard"),
+    (b"SUBSCRIBE\ndestination:/topic/ActiveMQ.Advisory.>\nid:1\nreceipt:r\n\n\0", "wildcard"),
+    (b"SUBSCRIBE\ndestination:/topic/ActiveMQ.Advisory.Connection\nid:1\nreceipt:r\n\n\0",
+     "internal"),
+    (b"SUBSCRIBE\ndestination:/queue/ActiveMQ.DLQ\nid:1\nreceipt:r\n\n\0", "internal"),
+    (b"SUBSCRIBE\ndestination:/queue/kgw.tmp.other-1.r\nid:1\nreceipt:r\n\n\0", "temporary"),
+    (b"SEND\ndestination:/queue/kgw.tmp.other-1.r\nreceipt:r\n\nfake reply\0", "temporary"),
+    (b"SEND\ndestination:/queue/q?consumer.exclusive=true\nreceipt:r\n\nx\0", "not-plain"),
+    (b"SEND\ndestination:/queue/q\nreply-to:/queue/ActiveMQ.DLQ\nreceipt:r\n\nx\0",
+     "internal"),
+])
+def test_refused_destinations_get_an_error_naming_the_rule_and_never_reach_the_broker(
+        setup, frame: bytes, rule: str) -> None:  # type: ignore[no-untyped-def]
+    service, _, broker, _, blink = setup
+    before = len(blink.messages)
+    session, link = client(service)
+    session.received(frame, False)
+    error = error_of(link)
+    assert error.get("message") == f"destination not allowed ({rule})"
+    assert error.get("receipt-id") == "r" and "docs/jms.md" in error.body.decode()
+    assert link.closes == [(1008, f"destination not allowed ({rule})")]
+    sent = [f for f in FrameParser().feed(b"".join(m for m, _ in blink.messages[before:]))
+            if isinstance(f, Frame)]
+    assert not [f for f in sent if f.command in ("SEND", "SUBSCRIBE")]
+    other, other_link = client(service)  # the gateway goes on serving everyone else
+    other.received(b"SEND\ndestination:/queue/q\n\nfine\0", False)
+    assert broker.sent(blink, "SEND")[-1].body == b"fine" and other_link.closes == []
+
+
+def test_a_reply_to_shown_to_a_client_may_be_answered_by_it_only(setup) -> None:  # type: ignore[no-untyped-def]
+    service, _, broker, peer, blink = setup
+    requester, _ = client(service)
+    server, server_link = client(service)
+    stranger, stranger_link = client(service)
+    server.received(b"SUBSCRIBE\ndestination:/queue/svc\nid:s\n\n\0", False)
+    requester.received(b"SEND\ndestination:/queue/svc\nreply-to:/temp-queue/r\n\nq\0", False)
+    reply_to = broker.sent(blink, "SEND")[-1].get("reply-to") or ""
+    [sub] = [f for f in broker.sent(blink, "SUBSCRIBE") if f.get("destination") == "/queue/svc"]
+    broker_message(peer, sub.get("id") or "", b"q", "/queue/svc", **{"reply-to": reply_to})
+    shown = [f for f in client_frames(server_link) if f.command == "MESSAGE"][0].get("reply-to")
+    assert shown == reply_to  # /queue/kgw.tmp.<requester's tag>.r
+    server.received(f"SEND\ndestination:{shown}\n\nanswer\0".encode(), False)
+    assert broker.sent(blink, "SEND")[-1].body == b"answer" and server_link.closes == []
+    stranger.received(f"SEND\ndestination:{shown}\n\nforged\0".encode(), False)
+    assert error_of(stranger_link).get("message") == "destination not allowed (temporary)"
+    assert broker.sent(blink, "SEND")[-1].body == b"answer"
+
+
+def test_role_rules_open_destinations_to_sessions_with_the_role(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    service, _, broker, _, blink = limited(
+        tmp_path, "<destination-rule><role>ops</role>"
+                  "<subscribe>/topic/ActiveMQ.Advisory.Connection</subscribe>"
+                  "</destination-rule>", "<realm-name>demo</realm-name>")
+    ops, ops_link = client(service)
+    ops.principal = Principal("olga", frozenset({"ops"}))  # as the realm would have it
+    ops.received(b"SUBSCRIBE\ndestination:/topic/ActiveMQ.Advisory.Connection\nid:1\n\n\0",
+                 False)
+    assert ops_link.closes == []
+    assert broker.sent(blink, "SUBSCRIBE")[-1].get("destination") == \
+        "/topic/ActiveMQ.Advisory.Connection"
+    user, user_link = client(service)
+    user.received(b"SUBSCRIBE\ndestination:/topic/ActiveMQ.Advisory.Connection\nid:1\n\n\0",
+                  False)
+    assert error_of(user_link).get("message") == "destination not allowed (internal)"
+
+
+def test_subscriptions_per_connection_are_capped(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    service, _, _, _, _ = limited(tmp_path, "<maximum.subscriptions>3</maximum.subscriptions>")
+    session, link = client(service)
+    for n in range(3):
+        session.received(f"SUBSCRIBE\ndestination:/topic/t{n}\nid:{n}\n\n\0".encode(), False)
+    assert link.closes == []
+    session.received(b"SUBSCRIBE\ndestination:/topic/t9\nid:9\nreceipt:r\n\n\0", False)
+    error = error_of(link)
+    assert error.get("message") == "too many subscriptions"
+    assert "maximum.subscriptions" in error.body.decode() and error.get("receipt-id") == "r"
+    assert link.closes == [(1008, "too many subscriptions")]
+    assert session not in service.sessions
+
+
+def test_broker_subscriptions_of_the_service_are_capped(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    service, _, broker, _, blink = limited(
+        tmp_path, "<maximum.broker.subscriptions>3</maximum.broker.subscriptions>")
+    a, a_link = client(service)
+    a.received(b"SUBSCRIBE\ndestination:/topic/t0\nid:0\n\n\0"
+               b"SUBSCRIBE\ndestination:/queue/q\nid:1\n\n\0"
+               b"SUBSCRIBE\ndestination:/topic/t2\nid:2\n\n\0", False)
+    assert service.broker_subscriptions() == 3
+    b, b_link = client(service)
+    b.received(b"SUBSCRIBE\ndestination:/topic/t0\nid:0\n\n\0", False)  # shared: no new one
+    assert b_link.closes == []
+    c, c_link = client(service)
+    c.received(b"SUBSCRIBE\ndestination:/topic/new\nid:0\n\n\0", False)
+    assert error_of(c_link).get("message") == "broker subscription limit"
+    d, d_link = client(service)
+    d.received(b"SUBSCRIBE\ndestination:/queue/q\nid:0\n\n\0", False)  # a consumer of its own
+    assert error_of(d_link).get("message") == "broker subscription limit"
+    assert len(broker.sent(blink, "SUBSCRIBE")) == 3
+    a.closed(1000, "")  # gives back what only it held
+    assert service.broker_subscriptions() == 1
+    d, d_link = client(service)
+    d.received(b"SUBSCRIBE\ndestination:/topic/new\nid:0\n\n\0", False)
+    assert d_link.closes == [] and b_link.closes == []
+
+
+def test_a_socket_without_connect_is_closed_after_the_connect_timeout(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    service, clock, _, _, _ = limited(tmp_path, "<connect.timeout>5sec</connect.timeout>")
+    silent = FakeLink()
+    service.session(silent).opened()
+    dribble = FakeLink()
+    slow = service.session(dribble)
+    slow.opened()
+    prompt, prompt_link = client(service)
+    for piece in (b"CONN", b"ECT\naccept-", b"version:1.2\n"):  # never the whole frame
+        clock.advance(1)
+        slow.received(piece, False)
+    clock.advance(2)
+    for link in (silent, dribble):
+        error = error_of(link)
+        assert error.get("message") == "connect timeout" and "5s" in error.body.decode()
+        assert link.closes == [(1008, "connect timeout")]
+    assert prompt_link.closes == []
+    clock.advance(60)
+    assert prompt_link.closes == []
+
+
+def test_an_idle_client_is_closed_even_without_heartbeats(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    service, clock, _, _, _ = limited(tmp_path, "<idle.timeout>60sec</idle.timeout>")
+    idle, idle_link = client(service, heartbeat="0,0")
+    busy, busy_link = client(service, heartbeat="0,0")
+    for _ in range(3):
+        clock.advance(30)
+        busy.received(b"\n", False)  # a heart-beat is enough
+    assert error_of(idle_link).get("message") == "idle timeout"
+    assert "heart-beat" in error_of(idle_link).body.decode()
+    assert idle_link.closes == [(1008, "idle timeout")] and busy_link.closes == []
+
+
+def test_idle_timeout_zero_is_no_limit(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    service, clock, _, _, _ = limited(tmp_path, "<idle.timeout>0</idle.timeout>")
+    _, link = client(service)
+    clock.advance(86400)
+    assert link.closes == []
+
+
+def test_a_client_over_its_inflight_frames_pauses_alone(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    service, _, broker, peer, blink = limited(
+        tmp_path, "<maximum.inflight.frames>3</maximum.inflight.frames>")
+    flood, flood_link = client(service)
+    calm, calm_link = client(service)
+    flood.received(b"".join(f"SUBSCRIBE\ndestination:/topic/f{n}\nid:{n}\n\n\0".encode()
+                            for n in range(8)), False)
+    subscribes = broker.sent(blink, "SUBSCRIBE")
+    assert len(subscribes) == 3 and flood_link.paused and not calm_link.paused
+    calm.received(b"SEND\ndestination:/queue/q\n\nstill served\0", False)
+    assert broker.sent(blink, "SEND")[-1].body == b"still served"
+    for frame in subscribes:
+        receipt_for(peer, frame)  # the broker confirms: the rest follow
+    assert len(broker.sent(blink, "SUBSCRIBE")) == 6
+    for frame in broker.sent(blink, "SUBSCRIBE")[3:]:
+        receipt_for(peer, frame)
+    assert len(broker.sent(blink, "SUBSCRIBE")) == 8 and flood_link.closes == []
+    for frame in broker.sent(blink, "SUBSCRIBE")[6:]:
+        receipt_for(peer, frame)
+    assert not flood_link.paused
+
+
+def test_unsubscribing_before_the_receipt_gives_the_budget_back(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    service, _, _, _, _ = limited(tmp_path, "<maximum.inflight.frames>2</maximum.inflight.frames>")
+    session, link = client(service)
+    for n in range(10):  # the broker never answers; the client churns one subscription
+        session.received(f"SUBSCRIBE\ndestination:/queue/q{n}\nid:x\n\n\0"
+                         "UNSUBSCRIBE\nid:x\n\n\0".encode(), False)
+    assert not link.paused and link.closes == []
+
+
+def test_a_client_sending_without_receipts_is_paced_by_gateway_receipts(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    service, _, broker, peer, blink = limited(
+        tmp_path, "<maximum.inflight.bytes>4k</maximum.inflight.bytes>")
+    session, link = client(service)
+    session.received(b"".join(b"SEND\ndestination:/queue/q\n\n" + b"x" * 500 + b"\0"
+                              for _ in range(20)), False)
+    sends = broker.sent(blink, "SEND")
+    assert 8 <= len(sends) < 20 and link.paused  # a little over 4 KiB unconfirmed
+    checkpoints = [f for f in sends if f.get("receipt")]
+    assert checkpoints  # asked by the gateway, every quarter of the budget
+    for frame in checkpoints:
+        receipt_for(peer, frame)
+    while len(broker.sent(blink, "SEND")) < 20:
+        pending = [f for f in broker.sent(blink, "SEND") if f.get("receipt")]
+        receipt_for(peer, pending[-1])
+    assert [f.command for f in client_frames(link)] == ["CONNECTED"]  # no receipts it did not
+    assert link.closes == []                                          # ask for
+
+
+def test_slow_consumer_error_is_not_queued_behind_the_backlog(setup) -> None:  # type: ignore[no-untyped-def]
+    service, clock, broker, peer, blink = setup  # maximum.pending.bytes 1000
+    session, link = client(service)
+    session.received(b"SUBSCRIBE\ndestination:/topic/t\nid:1\n\n\0"
+                     b"SUBSCRIBE\ndestination:/queue/w\nid:2\n\n\0", False)
+    topic = [f for f in broker.sent(blink, "SUBSCRIBE") if f.get("destination") == "/topic/t"]
+    queue_ = [f for f in broker.sent(blink, "SUBSCRIBE") if f.get("destination") == "/queue/w"]
+    link.producer.pauseProducing()
+    written = len(link.messages)
+    broker_message(peer, queue_[0].get("id") or "", b"q" * 300, "/queue/w", mid="ID:q")
+    for n in range(3):
+        broker_message(peer, topic[0].get("id") or "", b"y" * 400, "/topic/t", mid=f"ID:{n}")
+    # Nothing more reached the link but the ERROR: the backlog was dropped, not sent ahead.
+    [(data, _)] = link.messages[written:]
+    assert data.startswith(b"ERROR\n") and b"message:slow consumer" in data
+    # The close frame waits until the link drained (its handshake timeout would otherwise run
+    # while the client still reads), for CLOSE_GRACE at most.
+    assert link.closes == []
+    clock.advance(CLOSE_GRACE)
+    assert link.closes == [(1008, "slow consumer")]
+    # The queue message was never handed over, so never acked: the broker redelivers it.
+    assert broker.sent(blink, "ACK") == [] and broker.sent(blink, "UNSUBSCRIBE")
+
+
+def test_disconnect_while_backed_up_delivers_the_backlog_then_the_receipt(setup) -> None:  # type: ignore[no-untyped-def]
+    service, _, broker, peer, blink = setup
+    session, link = client(service)
+    session.received(b"SUBSCRIBE\ndestination:/queue/w\nid:2\n\n\0", False)
+    [sub] = [f for f in broker.sent(blink, "SUBSCRIBE") if f.get("destination") == "/queue/w"]
+    link.producer.pauseProducing()
+    broker_message(peer, sub.get("id") or "", b"owed", "/queue/w", mid="ID:q")
+    session.received(b"DISCONNECT\nreceipt:bye\n\n\0", False)
+    frames = client_frames(link)
+    assert [f.command for f in frames[-2:]] == ["MESSAGE", "RECEIPT"]
+    assert [f.get("id") for f in broker.sent(blink, "ACK")] == ["ID:q"]
+
+
+def test_new_broker_subscriptions_wait_their_turn_service_wide(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    service, _, broker, peer, blink = limited(
+        tmp_path, "<maximum.pending.subscribes>2</maximum.pending.subscribes>")
+    a, a_link = client(service)
+    b, b_link = client(service)
+    leaver, _ = client(service)
+    for name, s in (("a", a), ("b", b), ("l", leaver)):
+        s.received(b"".join(f"SUBSCRIBE\ndestination:/topic/{name}{n}\nid:{n}\nreceipt:{n}\n\n\0"
+                            .encode() for n in range(3)), False)
+    assert [f.get("destination") for f in broker.sent(blink, "SUBSCRIBE")] == ["/topic/a0",
+                                                                              "/topic/a1"]
+    assert a_link.paused and b_link.paused  # each waits with its reads paused
+    calm, calm_link = client(service)  # frames that need no new broker subscription go on
+    calm.received(b"SUBSCRIBE\ndestination:/topic/a0\nid:1\n\n\0SEND\ndestination:/queue/q\n\nhi\0",
+                  False)
+    assert broker.sent(blink, "SEND")[-1].body == b"hi" and not calm_link.paused
+    leaver.closed(1006, "gone")  # a waiting client that leaves takes no place with it
+    answered = 0
+    while answered < len(broker.sent(blink, "SUBSCRIBE")):
+        pending = broker.sent(blink, "SUBSCRIBE")[answered:]
+        assert len(pending) <= 2
+        for frame in pending:
+            receipt_for(peer, frame)
+        answered += len(pending)
+    assert sorted(str(f.get("destination")) for f in broker.sent(blink, "SUBSCRIBE")) == sorted(
+        f"/topic/{x}{n}" for x in "ab" for n in range(3))
+    for link in (a_link, b_link):
+        assert [f.get("receipt-id") for f in client_frames(link)
+                if f.command == "RECEIPT"] == ["0", "1", "2"]
+        assert not link.paused and link.closes == []
+    assert service.admission.pending == 0 and not service.admission.waiting
+
+
+def test_a_client_cut_off_while_paused_is_read_again_to_finish_the_close(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    service, _, _, _, _ = limited(tmp_path, "<maximum.inflight.frames>2</maximum.inflight.frames>"
+                                            "<maximum.subscriptions>3</maximum.subscriptions>")
+    session, link = client(service)
+    session.received(b"".join(f"SUBSCRIBE\ndestination:/queue/q{n}\nid:{n}\n\n\0".encode()
+                              for n in range(2)), False)
+    assert link.paused  # over its in-flight budget: the broker never answers here
+    session.going_away()
+    assert not link.paused  # the client's close frame can be read

@@ -122,3 +122,66 @@ def test_stomp_over_tls_connect(tmp_path) -> None:  # type: ignore[no-untyped-de
 def test_a_connect_of_another_scheme_is_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
     found = problems(tmp_path, connect="<connect>tcp://mq:61613</connect>")
     assert any("cannot connect tcp://" in m and "stomp" in m for m in found), found
+
+
+def test_limits_have_documented_defaults(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    s = load(tmp_path)
+    assert s.rules.default == "plain" and s.rules.rules == ()
+    assert (s.connect_timeout, s.idle_timeout) == (20.0, 600.0)
+    assert (s.maximum_subscriptions, s.maximum_broker_subscriptions) == (1000, 2000)
+    assert (s.maximum_inflight_bytes, s.maximum_inflight_frames) == (256 * 1024, 32)
+
+
+def test_destination_rules_and_limits_are_read(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    s = load(tmp_path, extra="<destinations.default>none</destinations.default>"
+                             "<destination-rule><subscribe>/topic/prices.*</subscribe>"
+                             "<subscribe>/queue/work</subscribe>"
+                             "<publish>/queue/audit.></publish></destination-rule>"
+                             "<connect.timeout>5sec</connect.timeout>"
+                             "<idle.timeout>0</idle.timeout>"
+                             "<maximum.subscriptions>10</maximum.subscriptions>")
+    assert s.rules.default == "none"
+    [rule] = s.rules.rules
+    assert rule.roles == frozenset() and rule.line == 10
+    assert [p.text for p in rule.subscribe] == ["/topic/prices.*", "/queue/work"]
+    s.rules.check("publish", "/queue/audit.eu")
+    assert (s.connect_timeout, s.idle_timeout, s.maximum_subscriptions) == (5.0, 0.0, 10)
+
+
+def test_a_rule_with_a_role_needs_a_realm(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    rule = ("<destination-rule>\n<role>ops</role>\n"
+            "<subscribe>/topic/ActiveMQ.Advisory.Connection</subscribe></destination-rule>")
+    [message] = problems(tmp_path, extra=rule)
+    assert ":11:" in message and "<realm-name>" in message and "ops" in message
+    path = tmp_path / "realm.xml"
+    users = tmp_path / "users"
+    users.write_text("# nobody\n")
+    realm = ("<security><realm><name>demo</name><authentication><login-modules><login-module>"
+             f"<type>file</type><options><file>{users}</file></options></login-module>"
+             "</login-modules></authentication></realm></security>\n<service>")
+    path.write_text(SEED.format(connect="<connect>stomp://localhost:61613</connect>",
+                                provider="tcp://x:61616", extra=rule)
+                    .replace("</properties>", "</properties><realm-name>demo</realm-name>")
+                    .replace("<service>", realm, 1))
+    [loaded] = load_config(str(path), {}, {}).services[0].settings.rules.rules
+    assert loaded.roles == frozenset({"ops"})
+    loaded_rules = load_config(str(path), {}, {}).services[0].settings.rules
+    loaded_rules.check("subscribe", "/topic/ActiveMQ.Advisory.Connection", {"ops"})
+
+
+@pytest.mark.parametrize("extra, expected", [
+    ("<destination-rule><subscribe>/queue/a.>.b</subscribe></destination-rule>",
+     "bad <subscribe> in <destination-rule>"),
+    ("<destination-rule><publish>/exchange/x</publish></destination-rule>",
+     "bad <publish> in <destination-rule>"),
+    ("<destination-rule><queue>x</queue></destination-rule>", "unknown element <queue>"),
+    ("<destination-rule></destination-rule>", "needs at least one"),
+    ("<destinations.default>open</destinations.default>", "destinations.default"),
+    ("<connect.timeout>0</connect.timeout>", "connect.timeout"),
+    ("<maximum.subscriptions>0</maximum.subscriptions>", "maximum.subscriptions"),
+    ("<maximum.inflight.bytes>lots</maximum.inflight.bytes>", "maximum.inflight.bytes"),
+])
+def test_bad_rules_and_limits_are_errors_with_their_line(tmp_path, extra: str,  # type: ignore[no-untyped-def]
+                                                          expected: str) -> None:
+    found = problems(tmp_path, extra=extra)
+    assert any(expected in p and ":10:" in p for p in found), found
