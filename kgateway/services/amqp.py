@@ -10,6 +10,13 @@
 This module is the service's face: its properties, its settings and its sessions
 (``kgateway.amqp.session``, the Twisted driver of the sans-IO ``kgateway.amqp.relay``).
 
+Several ``<connect>`` (the nodes of one RabbitMQ cluster): each new client goes to a live
+node, chosen by a :class:`kgateway.balancer.Balancer` as the proxy service does
+(``connect.strategy``, ``connect.probe.interval``); a node that refuses the connect is
+skipped before the client notices. A node that dies closes only its own clients (as a
+broker restart does today), who reconnect and are sent to another node; the cluster, not
+the gateway, keeps the queues and messages (see docs/amqp.md).
+
 WebSocket subprotocol: none if the client offers none (``@cloudamqp/amqp-client``,
 Kaazing's client), ``amqp`` if offered; offering only others is refused with HTTP 400.
 """
@@ -19,8 +26,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from zope.interface import implementer
+
 from kgateway.amqp.relay import RelaySettings
 from kgateway.amqp.session import AmqpSession
+from kgateway.balancer import Balancer, parse_strategy
 from kgateway.config import (
     ConfigError,
     PathResolver,
@@ -29,7 +39,7 @@ from kgateway.config import (
     parse_duration,
     parse_size,
 )
-from kgateway.interfaces import ILink
+from kgateway.interfaces import IBackendStatus, ILink
 from kgateway.protocols.amqp import FRAME_MIN_SIZE
 from kgateway.services.base import (
     BackendService,
@@ -79,11 +89,16 @@ PROPERTIES = {
     # once the gateway has authenticated the client (needs <realm-name>)
     "broker.login": PropertySpec(str, None),
     "broker.passcode": PropertySpec(str, None),
+    # with several <connect> (a cluster's nodes): round-robin or least-connections
+    "connect.strategy": PropertySpec(parse_strategy, "round-robin"),
+    # TCP probe of each <connect> target; default 5sec with several targets, else off
+    "connect.probe.interval": PropertySpec(parse_duration, None),
 }
 
 
+@implementer(IBackendStatus)
 class AmqpService(BackendService):
-    """An AmqpHost for its sessions."""
+    """An AmqpHost for its sessions; its Balancer picks each client's node."""
 
     def __init__(self, context: ServiceContext) -> None:
         super().__init__(context)
@@ -99,9 +114,30 @@ class AmqpService(BackendService):
             close_timeout=s["close.timeout"],
             broker_credentials=credentials,
         )
+        config = context.config
+        interval = s["connect.probe.interval"]
+        if interval is None:
+            interval = 5.0 if len(config.connects) > 1 else 0.0
+        self.balancer = Balancer(
+            self.reactor, config.connects, strategy=s["connect.strategy"],
+            probe_interval=interval, probe_timeout=config.connect_options["connect.timeout"],
+            name=config.name)
 
     def session(self, link: ILink) -> AmqpSession:
         return AmqpSession(self, link)
+
+    def backend_status(self) -> dict[str, Any]:
+        """For the health service: each node, up or down, and its clients."""
+        return self.balancer.status()
+
+    def backend_reachable(self) -> bool:
+        return self.balancer.reachable()
+
+    def start(self) -> None:
+        self.balancer.start()
+
+    def stop(self) -> None:
+        self.balancer.stop()
 
 
 def _check(config: ServiceConfig, resolve: PathResolver) -> Mapping[str, Any]:
@@ -128,7 +164,7 @@ SERVICE_TYPE = ServiceType(
     accept_schemes=frozenset({"ws", "wss", "tcp", "ssl"}),
     connect_schemes=frozenset({"tcp", "ssl"}),
     min_connects=1,
-    max_connects=1,
+    max_connects=None,  # the nodes of a cluster: balanced (kgateway.balancer)
     custom_check=_check,
     build=AmqpService,
 )
