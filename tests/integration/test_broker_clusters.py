@@ -55,6 +55,8 @@ from tests.integration.conftest import AmqBroker, AmqNetwork, RabbitCluster, Rab
 pytestmark = pytest.mark.slow
 
 TIMEOUT = 10.0
+#: the system brokers are shared with other sessions, whose tests may restart them
+SHARED_BROKER_TIMEOUT = 90.0
 #: no drain at the end of a test: its clients have gone
 QUICK_STOP = ["--drain-grace", "0", "--drain-timeout", "0"]
 
@@ -122,7 +124,8 @@ SEED_SERVICES = """
 class Stomp(stomp.ConnectionListener):
     """A stomp.py client over WebSocket with queues to wait on."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, timeout: float = TIMEOUT) -> None:
+        self.timeout = timeout
         self.messages: queue.Queue[Any] = queue.Queue()
         self.receipts: queue.Queue[str] = queue.Queue()
         self.conn = stomp_ws(port, self)
@@ -137,7 +140,10 @@ class Stomp(stomp.ConnectionListener):
         self.messages.put(frame)
 
     def receipt(self, rid: str) -> None:
-        assert self.receipts.get(timeout=TIMEOUT) == rid
+        try:
+            assert self.receipts.get(timeout=self.timeout) == rid
+        except queue.Empty:
+            raise AssertionError(f"no RECEIPT {rid} within {self.timeout}s") from None
 
     def subscribe(self, destination: str, sid: str, **headers: str) -> None:
         self.conn.subscribe(destination, id=sid, ack="auto", headers={"receipt": sid, **headers})
@@ -149,7 +155,10 @@ class Stomp(stomp.ConnectionListener):
         self.receipt(rid)
 
     def get(self) -> Any:
-        frame = self.messages.get(timeout=TIMEOUT)
+        try:
+            frame = self.messages.get(timeout=self.timeout)
+        except queue.Empty:
+            raise AssertionError(f"no MESSAGE within {self.timeout}s") from None
         assert frame.cmd == "MESSAGE", (frame.cmd, frame.headers, frame.body)
         return frame
 
@@ -175,9 +184,12 @@ def test_the_seed_services_as_printed_serve_stomp_and_amqp_clients(
         gw.wait_for(r"jms service JMS Service: broker\(s\) stomp://127\.0\.0\.1:61613 \(STOMP "
                     r"connector\(s\) derived from env\.java\.naming\.provider\.url "
                     r"tcp://127\.0\.0\.1:61616\)", TIMEOUT)
-        gw.wait_for(r"connected to broker stomp://127\.0\.0\.1:61613 \(JMS Service#1\)", TIMEOUT)
-        # JMS: a topic and a queue through the gateway, JNDI names as in the seed.
-        subscriber, sender = Stomp(port), Stomp(port)
+        gw.wait_for(r"connected to broker stomp://127\.0\.0\.1:61613 \(JMS Service#1\)",
+                    SHARED_BROKER_TIMEOUT)
+        # JMS: a topic and a queue through the gateway, JNDI names as in the seed. The
+        # system broker is shared with other test sessions, which may restart it: the
+        # gateway rides that out (re-subscription, replayed SENDs), so wait long enough.
+        subscriber, sender = Stomp(port, SHARED_BROKER_TIMEOUT), Stomp(port, SHARED_BROKER_TIMEOUT)
         try:
             topic, queue_name = f"/topic/{unique('seed.t')}", f"/queue/{unique('seed.q')}"
             subscriber.subscribe(topic, "t")
