@@ -348,7 +348,15 @@ class JmsService(BackendService):
         self.sessions.discard(session)
 
     def pick_connection(self) -> BrokerConnection:
-        return self.connections[next(self._next) % len(self.connections)]
+        """The shared connections in turn, skipping those between brokers while others are
+        connected (a new client's frames would wait in the outbox meanwhile)."""
+        count = len(self.connections)
+        start = next(self._next)
+        for i in range(count):
+            connection = self.connections[(start + i) % count]
+            if connection.connected:
+                return connection
+        return self.connections[start % count]
 
     def dedicated_connection(self, client_id: str, tag: str) -> BrokerConnection:
         return self._connection(f"{self.config.name} client-id {client_id} ({tag})", client_id)

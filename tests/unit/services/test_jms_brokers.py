@@ -11,7 +11,7 @@ from kgateway import cli
 from kgateway.config import ConfigError
 from kgateway.services import load_config
 from kgateway.services.jms import BrokerOrder, JmsService
-from tests.unit.fakes import FakeConnector, build
+from tests.unit.fakes import FakeConnector, FakeLink, build
 
 #: the seed's JMS service, as printed (/work/shared/seeds: F5 BIG-IP with the gateway)
 SEED = """<gateway-config xmlns="http://xmlns.kaazing.org/2016/06/gateway">
@@ -127,4 +127,22 @@ def test_connections_of_an_ordered_failover_url_start_on_the_first(tmp_path: Pat
                              provider="failover:(tcp://a:61616,tcp://b:61616)?randomize=false")
     svc.start()
     assert [c.uri.host for c in connector.calls] == ["a", "a"]
+    svc.stop()
+
+
+def test_a_new_client_gets_a_connected_broker_connection(tmp_path: Path) -> None:
+    svc, connector = service(tmp_path, extra="<connection.count>2</connection.count>",
+                             connects="<connect>stomp://a:61713</connect>"
+                                      "<connect>stomp://b:61723</connect>")
+    svc.start()
+    first, second = svc.connections
+    # Only the second is connected (the first is between brokers): every client gets it.
+    link = FakeLink(websocket=False)
+    connector.calls[1].d.callback(link)
+    second.received(b"CONNECTED\nversion:1.2\nheart-beat:0,0\n\n\x00", True)
+    assert [svc.pick_connection() for _ in range(3)] == [second] * 3
+    # Both connected: in turn again.
+    connector.calls[0].d.callback(FakeLink(websocket=False))
+    first.received(b"CONNECTED\nversion:1.2\nheart-beat:0,0\n\n\x00", True)
+    assert {svc.pick_connection() for _ in range(2)} == {first, second}
     svc.stop()
