@@ -10,7 +10,10 @@ broker's topics and queues. It imports transport, config, protocols, interfaces,
 
     destinations.py   client names (/topic/X) <-> JNDI-style lookup formats <-> physical names
     broker.py         BrokerConnection: the gateway's own STOMP connections (reconnect with
-                      back-off, re-subscription, receipts, an outbox, back-pressure)
+                      back-off, fail-over over several brokers, re-subscription, receipts,
+                      an outbox, back-pressure)
+    provider.py       JNDI provider URLs (OpenWire, failover:(...)) -> the brokers' STOMP
+                      connectors
     fanout.py         TopicFanout: one broker subscription per (topic, selector), shared
     session.py        JmsSession: the per-client state machine, and JmsHost, what it needs
                       of its service
