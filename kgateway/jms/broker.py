@@ -150,6 +150,8 @@ class BrokerConnection:
         self.current = first % len(self.brokers)
         #: dials failed in a row since the last CONNECTED (a full round: back off)
         self._failures = 0
+        #: broker index -> why it last failed us (cleared when it accepts us again)
+        self.broker_errors: dict[int, str] = {}
         self.label = label
         self.connector = connector
         self.client_id = client_id
@@ -252,6 +254,7 @@ class BrokerConnection:
         # Whatever went wrong, keep trying: a connection that stops retrying is an outage.
         self.last_error = reason.getErrorMessage()
         failed = self.uri
+        self.broker_errors[self.current] = self.last_error
         self._failures += 1
         delay = self._schedule_retry()
         log.warn("jms: broker {broker} ({label}) unreachable: {reason}; {next}",
@@ -318,6 +321,7 @@ class BrokerConnection:
         why = self.last_error or reason or "connection lost"
         self.last_error = ""
         lost = self.uri
+        self.broker_errors[self.current] = why
         if not was_connected:
             self._failures += 1  # refused or dropped before CONNECTED: a failed dial
         self._fail_pending("the broker connection was lost before the broker confirmed it",
@@ -384,6 +388,7 @@ class BrokerConnection:
         self.state = State.CONNECTED
         self._delay = self.settings.reconnect_delay
         self._failures = 0
+        self.broker_errors.pop(self.current, None)
         beat = int(self.settings.heartbeat * 1000)
         try:
             send_ms, expect_ms = negotiate_heartbeat((beat, beat),

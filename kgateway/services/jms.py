@@ -31,6 +31,7 @@ from types import MappingProxyType
 from typing import Any
 
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from kgateway.config import (
     URI,
@@ -43,7 +44,7 @@ from kgateway.config import (
     parse_positive_int,
     parse_size,
 )
-from kgateway.interfaces import ILink
+from kgateway.interfaces import IBackendStatus, ILink
 from kgateway.jms.broker import BrokerConnection, BrokerSettings
 from kgateway.jms.destinations import DestinationMap
 from kgateway.jms.fanout import TopicFanout
@@ -296,6 +297,7 @@ def _check(config: ServiceConfig, resolve: PathResolver) -> JmsSettings:
         provider_url=provider_url if provider is not None else None)
 
 
+@implementer(IBackendStatus)
 class JmsService(BackendService):
     """The running service, a JmsHost for its sessions: shared broker connections, topic
     fan-out, sessions."""
@@ -357,6 +359,23 @@ class JmsService(BackendService):
             if connection.connected:
                 return connection
         return self.connections[start % count]
+
+    def backend_status(self) -> dict[str, Any]:
+        """For health and metrics: each broker, up (a shared connection is on it, or none
+        has failed on it) or down, and how many shared connections are on it."""
+        status: dict[str, Any] = {}
+        for index, uri in enumerate(self.broker_settings.brokers):
+            active = sum(1 for c in self.connections if c.current == index and c.connected)
+            errors = [c.broker_errors[index] for c in self.connections
+                      if index in c.broker_errors]
+            entry: dict[str, Any] = {"up": bool(active) or not errors, "active": active}
+            if not entry["up"]:
+                entry["error"] = errors[-1]
+            status[str(uri)] = entry
+        return status
+
+    def backend_reachable(self) -> bool:
+        return any(c.connected for c in self.connections)
 
     def dedicated_connection(self, client_id: str, tag: str) -> BrokerConnection:
         return self._connection(f"{self.config.name} client-id {client_id} ({tag})", client_id)

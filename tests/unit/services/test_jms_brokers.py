@@ -9,6 +9,7 @@ import pytest
 
 from kgateway import cli
 from kgateway.config import ConfigError
+from kgateway.interfaces import ConnectError
 from kgateway.services import load_config
 from kgateway.services.jms import BrokerOrder, JmsService
 from tests.unit.fakes import FakeConnector, FakeLink, build
@@ -145,4 +146,20 @@ def test_a_new_client_gets_a_connected_broker_connection(tmp_path: Path) -> None
     connector.calls[0].d.callback(FakeLink(websocket=False))
     first.received(b"CONNECTED\nversion:1.2\nheart-beat:0,0\n\n\x00", True)
     assert {svc.pick_connection() for _ in range(2)} == {first, second}
+    svc.stop()
+
+
+def test_health_sees_each_broker(tmp_path: Path) -> None:
+    svc, connector = service(tmp_path, connects="<connect>stomp://a:61713</connect>"
+                                                "<connect>stomp://b:61723</connect>")
+    svc.start()
+    assert not svc.backend_reachable()  # not connected yet
+    connector.calls[0].d.errback(ConnectError("Connection refused"))
+    svc.reactor.advance(0)  # type: ignore[attr-defined]
+    connector.calls[1].d.callback(FakeLink(websocket=False))
+    svc.connections[0].received(b"CONNECTED\nversion:1.2\nheart-beat:0,0\n\n\x00", True)
+    assert svc.backend_reachable()
+    assert svc.backend_status() == {
+        "stomp://a:61713": {"up": False, "active": 0, "error": "Connection refused"},
+        "stomp://b:61723": {"up": True, "active": 1}}
     svc.stop()
