@@ -13,11 +13,13 @@ gateways behind HAProxy on an ActiveMQ network of brokers.
 Each fail-over test kills every node in turn under load and accounts for every message
 (publisher confirms or RECEIPTs against client acknowledgements): what was confirmed and
 never delivered is *lost* (the goal is none), what came twice a *duplicate*
-(at-least-once). It measures the fail-over time: from the kill to the first success of
-each client after it (and, for jms, until the gateway is connected to the other broker).
-The figures are printed (``pytest -s``) and written into the test's report
-(``record_property``). The killed node is restarted before the test ends, so the clusters
-are whole for the tests after.
+(at-least-once). It measures the fail-over time as each client's *pause*: the longest
+time between two of its successes around the kill, i.e. for a client of the killed node
+from its last success before the kill to its first after it, on the other node (and, for
+jms, the time from the kill until the gateway logged its connection to the other broker).
+The figures are printed as JSON lines (``pytest -s``) and recorded in the test report
+(``record_property``). Every killed node is started again (the last RabbitMQ one while the
+next tests run, joined at the end of the module), so the clusters are whole afterwards.
 """
 
 from __future__ import annotations
