@@ -266,9 +266,9 @@ class Advisories(stomp.ConnectionListener):
         self.conn.disconnect()
 
 
-def jms_connections(port: int) -> int:
+def health(port: int) -> dict[str, Any]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=TIMEOUT) as r:
-        return int(json.loads(r.read())["services"]["jms"]["connections"])
+        return dict(json.loads(r.read()))
 
 
 @pytest.mark.skipif(not haproxy_available(), reason="haproxy missing: apt-get install haproxy")
@@ -298,8 +298,12 @@ def test_two_gateways_behind_haproxy_on_two_brokers_of_the_network(
                 client = Stomp(front)
                 subscribers.append(client)
                 client.subscribe(f"/topic/{topic}", f"s{i}")
-            # Round robin: two subscribers on each gateway.
-            assert [jms_connections(p) for p in ports] == [2, 2]
+            # Round robin: two subscribers on each gateway, each gateway on its own broker.
+            reports = [health(p) for p in ports]
+            assert [r["services"]["jms"]["connections"] for r in reports] == [2, 2]
+            assert [r["backends"]["jms"] for r in reports] == [
+                {f"stomp://127.0.0.1:{b.stomp_port}": {"up": True, "active": 1}}
+                for b in (activemq_network.a, activemq_network.b)]
             # Each broker: its gateway's one subscription + the network bridge's one for the
             # other broker's demand. Wait for both before publishing (a topic message is
             # forwarded only to demand that has crossed the bridge).
