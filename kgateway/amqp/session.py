@@ -60,14 +60,15 @@ class AmqpHost(Protocol):
     reactor: Any
     config: ServiceConfig
     connector: IConnector
-    @property
-    def balancer(self) -> Nodes:
-        """The broker nodes (one per <connect>), and which one a new client gets."""
     relay_settings: RelaySettings
     #: maximum.pending.bytes: each link's write buffer before the other's reads pause
     pending_limit: int
     #: the service's realm and constraint, if it has a <realm-name>
     gate: Gate | None
+
+    @property
+    def balancer(self) -> Nodes:
+        """The broker nodes (one per <connect>), and which one a new client gets."""
 
 
 _LEVELS = {"info": log.info, "warn": log.warn}
