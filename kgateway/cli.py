@@ -38,6 +38,10 @@ def describe_config(cfg: GatewayConfig) -> str:
             out.append(f"  description: {svc.description}")
         out.extend(f"  accept:  {uri}" for uri in svc.accepts)
         out.extend(f"  connect: {uri}" for uri in svc.connects)
+        # A service type may say more than its elements do (jms: the brokers it derived).
+        describe = getattr(svc.settings, "describe", None)
+        if callable(describe):
+            out.extend(describe())
 
         def props(items: Sequence[Property], indent: str) -> None:
             for p in items:

@@ -4,7 +4,8 @@
     broker link <--ILink----- AmqpSession <--RelayOutput----- (to_broker, close_client...)
     broker link --_Broker (ILinkReceiver)--> broker_data() / broker_lost()
 
-It opens the broker connection when the relay asks (only after a valid protocol header),
+It opens the broker connection when the relay asks (only after a valid protocol header) to
+the node its service's balancer picks, moving on to the next node if a connect fails,
 turns relay outputs into link writes and closes, runs the relay's timers on the reactor, and
 wires back-pressure both ways: each link's write buffer is bounded by
 ``maximum.pending.bytes`` and, when full, pauses reading from the other link (through
@@ -14,6 +15,7 @@ exactly :class:`AmqpHost`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from autobahn.websocket.types import ConnectionDeny
@@ -25,7 +27,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from kgateway.amqp.relay import AmqpRelay, RelaySettings
+from kgateway.amqp.relay import AmqpRelay, Phase, RelaySettings
 from kgateway.auth.gate import Gate
 from kgateway.auth.principal import Principal
 from kgateway.config import ServiceConfig
@@ -37,6 +39,21 @@ from kgateway.transport.tracker import note_backend
 log = Logger()
 
 SUBPROTOCOL = "amqp"
+
+
+class Nodes(Protocol):
+    """The service's choice of broker node (a ``kgateway.balancer.Balancer``): targets are
+    opaque here, each with a ``uri``."""
+
+    def pick(self, exclude: Sequence[Any] = ()) -> Any: ...
+
+    def untried(self, exclude: Sequence[Any]) -> bool: ...
+
+    def connected(self, target: Any) -> None: ...
+
+    def released(self, target: Any) -> None: ...
+
+    def failed(self, target: Any, why: str) -> None: ...
 
 
 class AmqpHost(Protocol):
@@ -51,14 +68,9 @@ class AmqpHost(Protocol):
     #: the service's realm and constraint, if it has a <realm-name>
     gate: Gate | None
 
-    def broker_connected(self) -> None:
-        """A client's broker connection is up (the broker is reachable)."""
-
-    def broker_released(self) -> None:
-        """A client's broker connection, once up, has ended."""
-
-    def broker_failed(self, why: str) -> None:
-        """A client's broker connection could not be made."""
+    @property
+    def balancer(self) -> Nodes:
+        """The broker nodes (one per <connect>), and which one a new client gets."""
 
 
 _LEVELS = {"info": log.info, "warn": log.warn}
@@ -75,7 +87,8 @@ class AmqpSession:
         self.service = service
         self.client = client
         self.broker: ILink | None = None
-        self._holding = False  # counted in the service's active broker connections
+        #: the balancer's target (node) while connected to it
+        self.node: Any = None
         #: the broker, once connected (the access log's ``target=``)
         self.target: Any = None
         self.timers = NamedTimers(service.reactor)
@@ -124,18 +137,25 @@ class AmqpSession:
             self.broker.write(data)
 
     def connect_broker(self) -> None:
-        service = self.service
-        config = service.config
-        target = config.connects[0]
         # Nothing more is read from the client until the broker can take it.
         self.client.pause_reading()
+        self._dial([])
+
+    def _dial(self, tried: list[Any]) -> None:
+        service = self.service
+        config = service.config
+        balancer = service.balancer
+        node = balancer.pick(tried)
+        assert node is not None, "an amqp.proxy service has at least one <connect>"
+        tried.append(node)
+        target = node.uri
         d = service.connector.connect(target, config.connect_options, _Broker(self),
                                       client=self.client.remote)
 
         def connected(broker: ILink) -> None:
             self.broker = broker
-            self._holding = True
-            service.broker_connected()
+            self.node = node
+            balancer.connected(node)
             note_backend(self.client, str(target))
             self.target = target
             limit = service.pending_limit
@@ -148,8 +168,14 @@ class AmqpSession:
 
         def failed(reason: Failure) -> None:
             reason.trap(ConnectError)
-            service.broker_failed(reason.getErrorMessage())
-            self.relay.broker_failed(f"cannot connect to {target}: {reason.getErrorMessage()}")
+            why = reason.getErrorMessage()
+            balancer.failed(node, why)
+            if self.relay.client_phase is not Phase.CLOSED and balancer.untried(tried):
+                # Another node of the cluster, before the client notices anything.
+                self.event("info", f"cannot connect to {target}: {why}; trying another node")
+                self._dial(tried)
+                return
+            self.relay.broker_failed(f"cannot connect to {target}: {why}")
 
         d.addCallbacks(connected, failed)
         d.addErrback(lambda f: log.failure("{service}: broker connection setup failed", f,
@@ -180,14 +206,11 @@ class AmqpSession:
             # The broker may still owe a Close-Ok: its reads must not stay throttled.
             self.broker.resume_reading()
 
-    def _release(self) -> None:
-        if self._holding:
-            self._holding = False
-            self.service.broker_released()
-
     def close_broker(self, reason: str) -> None:
-        self._release()
         broker, self.broker = self.broker, None
+        node, self.node = self.node, None
+        if node is not None:
+            self.service.balancer.released(node)  # our own close says nothing of the node
         if broker is not None:
             broker.close(1000, reason)
             self.client.resume_reading()
@@ -208,9 +231,16 @@ class AmqpSession:
         self.relay.broker_data(data)
 
     def broker_closed(self, reason: str) -> None:
-        self._release()
         self.broker = None
-        self.relay.broker_lost(reason, clean=reason == _CLEAN)
+        node, self.node = self.node, None
+        clean = reason == _CLEAN
+        if node is not None:
+            self.service.balancer.released(node)
+            if not clean:
+                # The node died or dropped us: new clients go elsewhere until a probe (or a
+                # connect) finds it back.
+                self.service.balancer.failed(node, f"connection lost: {reason}")
+        self.relay.broker_lost(reason, clean=clean)
 
 
 @implementer(IPushProducer)

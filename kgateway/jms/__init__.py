@@ -12,7 +12,10 @@ broker's topics and queues. It imports transport, config, protocols, interfaces,
     rules.py          which names a client may SUBSCRIBE/SEND to: plain by default, more by
                       <destination-rule> (per role); pure
     broker.py         BrokerConnection: the gateway's own STOMP connections (reconnect with
-                      back-off, re-subscription, receipts, an outbox, back-pressure)
+                      back-off, fail-over over several brokers, re-subscription, receipts,
+                      an outbox, back-pressure)
+    provider.py       JNDI provider URLs (OpenWire, failover:(...)) -> the brokers' STOMP
+                      connectors
     fanout.py         TopicFanout: one broker subscription per (topic, selector), shared
     session.py        JmsSession: the per-client state machine, and JmsHost, what it needs
                       of its service

@@ -8,7 +8,20 @@
 A :class:`BrokerConnection` owns one broker connection for its whole life: when the
 connection drops it reconnects after ``reconnect.delay``, doubling up to
 ``reconnect.delay.maximum``, sends every live SUBSCRIBE again, then the frames queued while
-it was down. Callers never see the outage except through :attr:`BrokerConnection.epoch`
+it was down.
+
+With several brokers (``BrokerSettings.brokers``: the members of one cluster, such as an
+ActiveMQ network of brokers) it fails over instead of waiting: a lost or unreachable broker
+is replaced at once by the next one in the list (round the list), and only once every broker
+has failed in a row does it wait, with the same back-off, before each further attempt::
+
+    A lost --> dial B at once --> refused --> dial C at once --> refused --> (all failed)
+          --> wait reconnect.delay --> dial A --> wait 2x --> dial B ... --> CONNECTED: the
+              SUBSCRIBEs again, then the outbox; the next loss starts a fresh round
+
+To its users a fail-over is a reconnect like any other (a new epoch): the new broker
+redelivers nothing of the old one's unacked messages (the cluster does, once the old broker
+is back), and everything else (replayed SENDs, re-subscription) is the same. Callers never see the outage except through :attr:`BrokerConnection.epoch`
 (bumped on every loss: acks and transactions of an older epoch are void, since the broker
 forgot them and redelivers the unacked messages) and through receipts: a frame sent with
 ``on_receipt`` completes only when the broker's RECEIPT arrives; a replayable one (a SEND
@@ -77,6 +90,8 @@ class BrokerSettings:
     heartbeat: float = 10.0
     #: broker link write buffer past which client reads pause
     write_limit: int = 1024 * 1024
+    #: every broker of the cluster, in fail-over order (empty: just ``uri``)
+    brokers: tuple[URI, ...] = ()
 
 
 @dataclass
@@ -127,9 +142,16 @@ class BrokerConnection:
     """One STOMP 1.2 connection from the gateway to the broker, kept up for its whole life."""
 
     def __init__(self, reactor: Any, settings: BrokerSettings, label: str,
-                 connector: IConnector, client_id: str | None = None) -> None:
+                 connector: IConnector, client_id: str | None = None, first: int = 0) -> None:
         self.reactor = reactor
         self.settings = settings
+        self.brokers: tuple[URI, ...] = settings.brokers or (settings.uri,)
+        #: the broker (index into ``brokers``) being dialled or connected
+        self.current = first % len(self.brokers)
+        #: dials failed in a row since the last CONNECTED (a full round: back off)
+        self._failures = 0
+        #: broker index -> why it last failed us (cleared when it accepts us again)
+        self.broker_errors: dict[int, str] = {}
         self.label = label
         self.connector = connector
         self.client_id = client_id
@@ -157,7 +179,12 @@ class BrokerConnection:
         self._heartbeat: Heartbeat | None = None
 
     def __repr__(self) -> str:
-        return f"<BrokerConnection {self.label} {self.state.value}>"
+        return f"<BrokerConnection {self.label} {self.uri} {self.state.value}>"
+
+    @property
+    def uri(self) -> URI:
+        """The broker this connection is on, or dialling."""
+        return self.brokers[self.current]
 
     @property
     def connected(self) -> bool:
@@ -205,7 +232,7 @@ class BrokerConnection:
             return
         self._parser = FrameParser("1.2", max_frame_size=self.settings.max_frame_size,
                                    commands=SERVER_COMMANDS)
-        d = self.connector.connect(self.settings.uri, self.settings.options, self)
+        d = self.connector.connect(self.uri, self.settings.options, self)
         d.addCallbacks(self._tcp_up, self._dial_failed)
 
     def _tcp_up(self, link: ILink) -> None:
@@ -217,7 +244,7 @@ class BrokerConnection:
         link.set_write_limit(self.settings.write_limit)
         beat = int(self.settings.heartbeat * 1000)
         headers = [("accept-version", "1.2"),
-                   ("host", self.settings.virtual_host or self.settings.uri.host),
+                   ("host", self.settings.virtual_host or self.uri.host),
                    ("heart-beat", f"{beat},{beat}")]
         if self.settings.login is not None:
             headers.append(("login", self.settings.login))
@@ -230,20 +257,38 @@ class BrokerConnection:
     def _dial_failed(self, reason: Failure) -> None:
         if not reason.check(ConnectError):
             log.failure("jms: connecting to broker {broker} ({label})", reason,
-                        broker=str(self.settings.uri), label=self.label)
+                        broker=str(self.uri), label=self.label)
         # Whatever went wrong, keep trying: a connection that stops retrying is an outage.
         self.last_error = reason.getErrorMessage()
-        self.failures += 1
-        log.warn("jms: broker {broker} ({label}) unreachable: {reason}; retrying in "
-                 "{delay:.1f}s", broker=str(self.settings.uri), label=self.label,
-                 reason=self.last_error, delay=self._delay)
-        self._schedule_retry()
+        self.failures += 1  # since start: failed connects (metrics)
+        failed = self.uri
+        self.broker_errors[self.current] = self.last_error
+        self._failures += 1
+        delay = self._schedule_retry()
+        log.warn("jms: broker {broker} ({label}) unreachable: {reason}; {next}",
+                 broker=str(failed), label=self.label, reason=self.last_error,
+                 next=self._next_text(delay))
 
-    def _schedule_retry(self) -> None:
+    def _next_text(self, delay: float | None) -> str:
+        if delay is None:
+            return "stopped"
+        where = f"trying {self.uri}" if len(self.brokers) > 1 else "retrying"
+        return f"{where} at once" if delay == 0 else f"{where} in {delay:.1f}s"
+
+    def _schedule_retry(self) -> float | None:
+        """Dial again: the next broker at once while some broker has not failed in a row,
+        else after the back-off delay. Returns the delay (None: nothing scheduled)."""
         if self.stopped or self._retry is not None:
-            return
-        self._retry = self.reactor.callLater(self._delay, self._dial)
-        self._delay = min(self._delay * 2, self.settings.reconnect_delay_maximum)
+            return None
+        if len(self.brokers) > 1:
+            self.current = (self.current + 1) % len(self.brokers)
+        if len(self.brokers) > 1 and self._failures < len(self.brokers):
+            delay = 0.0
+        else:
+            delay = self._delay
+            self._delay = min(self._delay * 2, self.settings.reconnect_delay_maximum)
+        self._retry = self.reactor.callLater(delay, self._dial)
+        return delay
 
     # -- IPeer -----------------------------------------------------------------------------
 
@@ -265,7 +310,7 @@ class BrokerConnection:
                                     command=event.command, label=self.label)
         except StompError as e:
             log.error("jms: broker {broker} ({label}) sent a bad frame: {error}",
-                      broker=str(self.settings.uri), label=self.label, error=str(e))
+                      broker=str(self.uri), label=self.label, error=str(e))
             if self.link is not None:
                 self.link.close()
 
@@ -283,12 +328,17 @@ class BrokerConnection:
             return
         why = self.last_error or reason or "connection lost"
         self.last_error = ""
-        if was_connected:
-            log.warn("jms: lost broker {broker} ({label}): {reason}; reconnecting",
-                     broker=str(self.settings.uri), label=self.label, reason=why)
+        lost = self.uri
+        self.broker_errors[self.current] = why
+        if not was_connected:
+            self._failures += 1  # refused or dropped before CONNECTED: a failed dial
         self._fail_pending("the broker connection was lost before the broker confirmed it",
                            replay=True)
-        self._schedule_retry()
+        delay = self._schedule_retry()
+        if was_connected:
+            log.warn("jms: lost broker {broker} ({label}): {reason}; {next}",
+                     broker=str(lost), label=self.label, reason=why,
+                     next=self._next_text(delay), failover=len(self.brokers) > 1)
 
     # -- heart-beats and back-pressure ------------------------------------------------------
 
@@ -345,6 +395,8 @@ class BrokerConnection:
     def _connected(self, frame: Frame) -> None:
         self.state = State.CONNECTED
         self._delay = self.settings.reconnect_delay
+        self._failures = 0
+        self.broker_errors.pop(self.current, None)
         beat = int(self.settings.heartbeat * 1000)
         try:
             send_ms, expect_ms = negotiate_heartbeat((beat, beat),
@@ -355,7 +407,7 @@ class BrokerConnection:
         self._heartbeat = Heartbeat(self.reactor, send_ms / 1000, expect_ms * 2 / 1000,
                                     self._beat, self._silent)
         log.info("jms: connected to broker {broker} ({label}), STOMP {version}",
-                 broker=str(self.settings.uri), label=self.label,
+                 broker=str(self.uri), label=self.label,
                  version=frame.get("version", "1.0"))
         for sub in self.subscriptions.values():
             self._write_subscribe(sub)
@@ -390,7 +442,7 @@ class BrokerConnection:
         if pending is not None:
             # ActiveMQ's body is a Java stack trace: clients get its first line, the log all.
             log.info("jms: broker {broker} ({label}) refused a frame: {message}",
-                     broker=str(self.settings.uri), label=self.label, message=message,
+                     broker=str(self.uri), label=self.label, message=message,
                      detail=detail[:2000])
             short = detail.splitlines()[0][:300] if detail else ""
             if pending.subscription is not None:
@@ -404,7 +456,7 @@ class BrokerConnection:
             self.last_error = f"broker refused the connection: {message}"
             first = detail.splitlines()[0][:300] if detail else ""
             log.error("jms: broker {broker} ({label}) refused CONNECT: {message}{why}",
-                      broker=str(self.settings.uri), label=self.label, message=message,
+                      broker=str(self.uri), label=self.label, message=message,
                       why=f" ({first})" if first and first != message else "",
                       detail=detail[:500])
             if self.client_id is not None:
@@ -416,7 +468,7 @@ class BrokerConnection:
                     started.errback(BrokerRefused(message, detail))
             return
         log.error("jms: broker {broker} ({label}) sent ERROR: {message}",
-                  broker=str(self.settings.uri), label=self.label, message=message,
+                  broker=str(self.uri), label=self.label, message=message,
                   detail=detail[:500])
 
     # -- frames to the broker ---------------------------------------------------------------

@@ -350,7 +350,7 @@ class JmsSession:
         """Take back-pressure from *connection* (the one this client sends through)."""
         self.connection.readers.discard(self)
         self.connection = connection
-        note_backend(self.link, f"{connection.settings.uri} ({connection.label})")
+        note_backend(self.link, f"{connection.uri} ({connection.label})")
         connection.readers.add(self)
         self._update_reading()
 

@@ -10,6 +10,13 @@
 This module is the service's face: its properties, its settings and its sessions
 (``kgateway.amqp.session``, the Twisted driver of the sans-IO ``kgateway.amqp.relay``).
 
+Several ``<connect>`` (the nodes of one RabbitMQ cluster): each new client goes to a live
+node, chosen by a :class:`kgateway.balancer.Balancer` as the proxy service does
+(``connect.strategy``, ``connect.probe.interval``); a node that refuses the connect is
+skipped before the client notices. A node that dies closes only its own clients (as a
+broker restart does today), who reconnect and are sent to another node; the cluster, not
+the gateway, keeps the queues and messages (see docs/amqp.md).
+
 WebSocket subprotocol: none if the client offers none (``@cloudamqp/amqp-client``,
 Kaazing's client), ``amqp`` if offered; offering only others is refused with HTTP 400.
 """
@@ -23,7 +30,7 @@ from zope.interface import implementer
 
 from kgateway.amqp.relay import RelaySettings
 from kgateway.amqp.session import AmqpSession
-from kgateway.balancer import Balancer
+from kgateway.balancer import Balancer, parse_strategy
 from kgateway.config import (
     ConfigError,
     PathResolver,
@@ -82,27 +89,23 @@ PROPERTIES = {
     # once the gateway has authenticated the client (needs <realm-name>)
     "broker.login": PropertySpec(str, None),
     "broker.passcode": PropertySpec(str, None),
-    # TCP probe of the broker (kgateway.balancer) for health and metrics; 0: only at start,
-    # then the outcome of each client's connect says whether the broker is up
-    "connect.probe.interval": PropertySpec(parse_duration, 0.0),
+    # with several <connect> (a cluster's nodes): round-robin or least-connections
+    "connect.strategy": PropertySpec(parse_strategy, "round-robin"),
+    # TCP probe of each <connect> target; default 5sec with several targets, else off
+    "connect.probe.interval": PropertySpec(parse_duration, None),
 }
 
 
 @implementer(IBackendStatus)
 class AmqpService(BackendService):
-    """An AmqpHost for its sessions; says whether the broker is up (IBackendStatus): a probe
-    at start (and every ``connect.probe.interval``), then every client's connect outcome."""
+    """An AmqpHost for its sessions; its Balancer picks each client's node and says whether
+    the brokers are up (IBackendStatus): probes (one at start when probes are off), then
+    every client's connect outcome."""
 
     def __init__(self, context: ServiceContext) -> None:
         super().__init__(context)
         s = self.settings
         config = context.config
-        # One target: the balancer only keeps its state, its failures and its probe.
-        self.balancer = Balancer(self.reactor, config.connects,
-                                 probe_interval=s["connect.probe.interval"],
-                                 probe_timeout=config.connect_options["connect.timeout"],
-                                 name=config.name)
-        self.broker = self.balancer.targets[0]
         self.pending_limit: int = s["maximum.pending.bytes"]
         credentials = None
         if s["broker.login"] is not None:
@@ -114,20 +117,19 @@ class AmqpService(BackendService):
             close_timeout=s["close.timeout"],
             broker_credentials=credentials,
         )
+        interval = s["connect.probe.interval"]
+        if interval is None:
+            interval = 5.0 if len(config.connects) > 1 else 0.0
+        self.balancer = Balancer(
+            self.reactor, config.connects, strategy=s["connect.strategy"],
+            probe_interval=interval, probe_timeout=config.connect_options["connect.timeout"],
+            name=config.name)
 
     def session(self, link: ILink) -> AmqpSession:
         return AmqpSession(self, link)
 
-    def broker_connected(self) -> None:
-        self.balancer.connected(self.broker)
-
-    def broker_released(self) -> None:
-        self.balancer.released(self.broker)
-
-    def broker_failed(self, why: str) -> None:
-        self.balancer.failed(self.broker, why)
-
     def backend_status(self) -> dict[str, Any]:
+        """For the health service: each node, up or down, and its clients."""
         return self.balancer.status()
 
     def backend_reachable(self) -> bool:
@@ -167,7 +169,7 @@ SERVICE_TYPE = ServiceType(
     accept_schemes=frozenset({"ws", "wss", "tcp", "ssl"}),
     connect_schemes=frozenset({"tcp", "ssl"}),
     min_connects=1,
-    max_connects=1,
+    max_connects=None,  # the nodes of a cluster: balanced (kgateway.balancer)
     custom_check=_check,
     build=AmqpService,
 )

@@ -7,14 +7,23 @@
     </service>
 
 The service keeps ``connection.count`` STOMP connections to the broker for all its clients
-(see ``kgateway.jms``). The seed's JNDI-style properties are accepted; since the gateway
-speaks STOMP, not OpenWire, an OpenWire ``env.java.naming.provider.url`` (``tcp://``) without
-a ``stomp://`` connect is refused at configuration time with the fix in the message.
+(see ``kgateway.jms``). The seed's JNDI-style properties are accepted as pasted: without a
+``<connect>``, the brokers' STOMP connectors are derived from ``env.java.naming.provider.url``
+(``tcp://mq:61616`` -> ``stomp://mq:61613``; ``failover:(...)`` -> several brokers; see
+``kgateway.jms.provider``), logged at start and shown by ``kgateway check``.
+
+Several brokers (several ``<connect>``, or a failover URL): each broker connection starts on
+one of them (spread over them in turn; at random or on the first for a failover URL, as its
+``randomize`` says) and, when its broker is lost or unreachable, moves to the next one and
+subscribes again there (``kgateway.jms.broker``). The brokers are expected to be one cluster
+(an ActiveMQ network of brokers), which carries messages between them.
 """
 
 from __future__ import annotations
 
+import enum
 import itertools
+import random
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -34,12 +43,12 @@ from kgateway.config import (
     parse_duration,
     parse_positive_int,
     parse_size,
-    parse_uri,
 )
 from kgateway.interfaces import IBackendStatus, ILink, IMessageStats
 from kgateway.jms.broker import BrokerConnection, BrokerSettings, State
 from kgateway.jms.destinations import DestinationMap
 from kgateway.jms.fanout import TopicFanout
+from kgateway.jms.provider import STOMP_PORT, STOMP_SSL_PORT, ProviderBrokers, parse_provider_url
 from kgateway.jms.rules import DEFAULTS, DestinationRule, DestinationRules, Pattern
 from kgateway.jms.session import Admission, JmsSession
 from kgateway.services.base import (
@@ -137,9 +146,17 @@ PROPERTIES: dict[str, PropertySpec] = {
     # beyond wait their turn (the client's reads paused), so floods cannot queue up
     # thousands of them ahead of everyone else's frames on the shared connection
     "maximum.pending.subscribes": PropertySpec(parse_positive_int, 64),
+    # the brokers' STOMP ports when they are derived from an OpenWire provider URL
+    "broker.stomp.port": PropertySpec(parse_positive_int, STOMP_PORT),
+    "broker.stomp.ssl.port": PropertySpec(parse_positive_int, STOMP_SSL_PORT),
 }
 
-_OPENWIRE_SCHEMES = ("tcp", "ssl", "nio", "nio+ssl", "failover", "vm", "auto", "auto+ssl")
+class BrokerOrder(enum.Enum):
+    """Which broker each broker connection starts on, when there are several."""
+
+    SPREAD = "spread"  # connection i on broker i (several <connect>)
+    FIRST = "first"  # every connection on the first (failover URL with randomize=false)
+    RANDOM = "random"  # each on a random one (failover URL, ActiveMQ's default)
 
 
 @dataclass(frozen=True)
@@ -169,6 +186,55 @@ class JmsSettings:
     maximum_inflight_bytes: int = 256 * 1024
     maximum_inflight_frames: int = 32
     maximum_pending_subscribes: int = 64
+    #: every broker (``broker`` first); a lost one is replaced by the next
+    brokers: tuple[URI, ...] = ()
+    order: BrokerOrder = BrokerOrder.SPREAD
+    #: the provider URL the brokers were read from, if they come from there
+    provider: ProviderBrokers | None = None
+    provider_url: str | None = None
+
+    def describe(self) -> list[str]:
+        """What ``kgateway check`` adds for this service: where it really connects."""
+        brokers = self.brokers or (self.broker,)
+        lines = []
+        provider = self.provider
+        if provider is not None:
+            how = ("STOMP connector derived from" if provider.derived else "from")
+            note = ("; the port is ActiveMQ's STOMP port unless broker.stomp.port / "
+                    "broker.stomp.ssl.port say otherwise" if provider.derived else "")
+            lines += [f"  connect: {uri}" for uri in brokers]
+            lines.append(f"    ({how} env.java.naming.provider.url {self.provider_url}"
+                         f"{note})")
+            if provider.ignored:
+                lines.append(f"    failover options ignored (OpenWire only): "
+                             f"{_options(provider.ignored)}")
+        if len(brokers) > 1:
+            lines.append(f"  fail-over: {len(brokers)} brokers; broker connections start "
+                         f"{_ORDER_TEXT[self.order]} and move to the next when theirs is lost")
+        return lines
+
+    def where(self) -> str:
+        """The brokers and where they come from, for the start log."""
+        brokers = self.brokers or (self.broker,)
+        text = ", ".join(str(uri) for uri in brokers)
+        provider = self.provider
+        if provider is not None:
+            how = ("STOMP connector(s) derived from" if provider.derived else "from")
+            text += f" ({how} env.java.naming.provider.url {self.provider_url}"
+            if provider.ignored:
+                text += f"; failover options ignored: {_options(provider.ignored)}"
+            text += ")"
+        if len(brokers) > 1:
+            text += f"; connections start {_ORDER_TEXT[self.order]} and fail over to the next"
+        return text
+
+
+def _options(options: Mapping[str, str]) -> str:
+    return "&".join(f"{k}={v}" for k, v in options.items())
+
+
+_ORDER_TEXT = {BrokerOrder.SPREAD: "on each in turn", BrokerOrder.FIRST: "on the first",
+               BrokerOrder.RANDOM: "on a random one"}
 
 
 def _topics(config: ServiceConfig, elements: list[Any],
@@ -267,44 +333,52 @@ def _check(config: ServiceConfig, resolve: PathResolver) -> JmsSettings:
     destinations = DestinationMap(values["context.lookup.topic.format"],
                                   values["context.lookup.queue.format"],
                                   values["broker.topic.prefix"], values["broker.queue.prefix"])
-    broker: URI | None = config.connects[0] if config.connects else None
-    provider = values["env.java.naming.provider.url"]
-    if broker is None:
+    brokers: tuple[URI, ...] = tuple(config.connects)
+    provider_url = values["env.java.naming.provider.url"]
+    provider: ProviderBrokers | None = None
+    order = BrokerOrder.SPREAD
+    if not brokers:
         provider_line = next((p.line for p in config.properties.items
                               if p.name == "env.java.naming.provider.url"), config.line)
-        scheme = provider.partition("://")[0].lower() if provider else ""
-        if scheme in ("stomp", "stomp+ssl"):
+        if provider_url:
             try:
-                broker = parse_uri(provider)
+                provider = parse_provider_url(provider_url,
+                                              stomp_port=values["broker.stomp.port"],
+                                              stomp_ssl_port=values["broker.stomp.ssl.port"])
             except ValueError as e:
-                problems.append(Problem(config.file, provider_line, str(e)))
-        elif provider:
-            host = provider.partition("://")[2].split("/")[0].rsplit(":", 1)[0] or "localhost"
-            why = ("is OpenWire, which the gateway does not speak"
-                   if scheme in _OPENWIRE_SCHEMES else "is not a STOMP URL")
-            problems.append(Problem(
-                config.file, provider_line,
-                f"service {config.name!r}: env.java.naming.provider.url {provider} {why}; "
-                f"add <connect>stomp://{host}:61613</connect> naming the broker's STOMP "
-                "connector"))
+                problems.append(Problem(
+                    config.file, provider_line,
+                    f"service {config.name!r}: env.java.naming.provider.url: {e}; or add "
+                    "<connect>stomp://host:61613</connect> naming the broker's STOMP "
+                    "connector"))
+            else:
+                brokers = provider.brokers
+                if len(brokers) > 1:
+                    order = BrokerOrder.RANDOM if provider.randomize else BrokerOrder.FIRST
         else:
             problems.append(Problem(
                 config.file, config.line,
                 f"service {config.name!r} of type jms needs the broker's STOMP connector: add "
-                "<connect>stomp://host:61613</connect>"))
+                "<connect>stomp://host:61613</connect> (or an env.java.naming.provider.url)"))
     caches, topic_problems = _topics(config, topic_elements, destinations)
     problems += topic_problems
     rules, rule_problems = _rules(config, rule_elements)
     problems += rule_problems
     if problems:
         raise ConfigError(problems)
-    assert broker is not None
+    given = {p.name for p in config.properties.items}
+    delay, maximum = values["reconnect.delay"], values["reconnect.delay.maximum"]
+    # The failover URL's own delays apply unless the service sets ours.
+    if provider is not None and provider.reconnect_delay and "reconnect.delay" not in given:
+        delay = provider.reconnect_delay
+    if (provider is not None and provider.reconnect_delay_maximum
+            and "reconnect.delay.maximum" not in given):
+        maximum = provider.reconnect_delay_maximum
     return JmsSettings(
-        broker=broker, destinations=destinations,
+        broker=brokers[0], destinations=destinations,
         connection_count=values["connection.count"],
-        reconnect_delay=values["reconnect.delay"],
-        reconnect_delay_maximum=max(values["reconnect.delay.maximum"],
-                                    values["reconnect.delay"]),
+        reconnect_delay=delay,
+        reconnect_delay_maximum=max(maximum, delay),
         maximum_pending_bytes=values["maximum.pending.bytes"],
         maximum_frame_size=values["maximum.frame.size"],
         queue_prefetch=values["queue.prefetch"],
@@ -320,7 +394,9 @@ def _check(config: ServiceConfig, resolve: PathResolver) -> JmsSettings:
         maximum_broker_subscriptions=values["maximum.broker.subscriptions"],
         maximum_inflight_bytes=values["maximum.inflight.bytes"],
         maximum_inflight_frames=values["maximum.inflight.frames"],
-        maximum_pending_subscribes=values["maximum.pending.subscribes"])
+        maximum_pending_subscribes=values["maximum.pending.subscribes"],
+        brokers=brokers, order=order, provider=provider,
+        provider_url=provider_url if provider is not None else None)
 
 
 @implementer(IBackendStatus, IMessageStats)
@@ -343,7 +419,10 @@ class JmsService(BackendService):
             reconnect_delay_maximum=s.reconnect_delay_maximum,
             outage_buffer_size=s.outage_buffer_size,
             max_frame_size=max(s.maximum_frame_size, 16 << 20),
-            heartbeat=s.broker_heartbeat_interval)
+            heartbeat=s.broker_heartbeat_interval, brokers=s.brokers or (s.broker,))
+        #: picks the first broker of a connection made with BrokerOrder.RANDOM
+        self.random = random.Random()
+        self._starts = itertools.count()
         self.connections = [self._connection(f"{config.name}#{i + 1}")
                             for i in range(s.connection_count)]
         self.fanout = TopicFanout(self.connections, s.caches)
@@ -353,9 +432,19 @@ class JmsService(BackendService):
         self.dedicated: set[BrokerConnection] = set()
         self._next = itertools.count()
 
+    def _first_broker(self) -> int:
+        """The broker a new broker connection starts on (an index into the brokers)."""
+        count = len(self.broker_settings.brokers)
+        order = self.settings.order
+        if order is BrokerOrder.FIRST or count == 1:
+            return 0
+        if order is BrokerOrder.RANDOM:
+            return self.random.randrange(count)
+        return next(self._starts) % count
+
     def _connection(self, label: str, client_id: str | None = None) -> BrokerConnection:
         return BrokerConnection(self.reactor, self.broker_settings, label, self.connector,
-                                client_id=client_id)
+                                client_id=client_id, first=self._first_broker())
 
     def session(self, link: ILink) -> JmsSession:
         return JmsSession(self, link)
@@ -375,7 +464,15 @@ class JmsService(BackendService):
                 + sum(len(c.subscriptions) for c in self.dedicated))
 
     def pick_connection(self) -> BrokerConnection:
-        return self.connections[next(self._next) % len(self.connections)]
+        """The shared connections in turn, skipping those between brokers while others are
+        connected (a new client's frames would wait in the outbox meanwhile)."""
+        count = len(self.connections)
+        start = next(self._next)
+        for i in range(count):
+            connection = self.connections[(start + i) % count]
+            if connection.connected:
+                return connection
+        return self.connections[start % count]
 
     def dedicated_connection(self, client_id: str, tag: str) -> BrokerConnection:
         connection = self._connection(f"{self.config.name} client-id {client_id} ({tag})",
@@ -384,23 +481,38 @@ class JmsService(BackendService):
         return connection
 
     def backend_status(self) -> dict[str, dict[str, object]]:
+        """For health, metrics and the status page, per broker: up while one of the shared
+        connections is CONNECTED on it (``active`` of them), else the last error seen on it.
+        With one broker, also the service's own view: its connections, how many are
+        connected (``degraded`` while only some are), its clients, the bytes buffered for
+        the broker and the failed connects."""
         connections = self.connections
-        up = [c for c in connections if c.state is State.CONNECTED]
-        entry: dict[str, object] = {
-            "up": bool(up),
-            "connections": len(connections),
-            "connected": len(up),
-            "clients": len(self.sessions),
-            "buffered": sum(c.buffered for c in connections),
-            "connect_failures": sum(c.failures for c in connections),
-        }
-        errors = sorted({c.last_error for c in connections
-                         if c.state is not State.CONNECTED and c.last_error})
-        if errors:
-            entry["error"] = "; ".join(errors)
-        if up and len(up) < len(connections):
-            entry["degraded"] = True
-        return {str(self.settings.broker): entry}
+        brokers = self.broker_settings.brokers or (self.settings.broker,)
+        status: dict[str, dict[str, object]] = {}
+        for index, uri in enumerate(brokers):
+            on = [c for c in connections if c.current == index and c.state is State.CONNECTED]
+            entry: dict[str, object] = {"up": bool(on), "active": len(on)}
+            errors = [c.broker_errors[index] for c in connections if index in c.broker_errors]
+            if not on and errors:
+                entry["error"] = errors[-1]
+            status[str(uri)] = entry
+        if len(brokers) == 1:
+            (entry,) = status.values()
+            up = [c for c in connections if c.state is State.CONNECTED]
+            entry.update({
+                "connections": len(connections),
+                "connected": len(up),
+                "clients": len(self.sessions),
+                "buffered": sum(c.buffered for c in connections),
+                "connect_failures": sum(c.failures for c in connections),
+            })
+            errors_now = sorted({c.last_error for c in connections
+                                 if c.state is not State.CONNECTED and c.last_error})
+            if errors_now:
+                entry["error"] = "; ".join(errors_now)
+            if up and len(up) < len(connections):
+                entry["degraded"] = True
+        return status
 
     def backend_reachable(self) -> bool:
         return any(c.state is State.CONNECTED for c in self.connections)
@@ -414,9 +526,9 @@ class JmsService(BackendService):
                 "slow_consumers": self.fanout.deliveries.slow_consumers}
 
     def start(self) -> None:
-        log.info("jms service {service}: broker {broker} over {count} STOMP connection(s)",
-                 service=self.config.name, broker=str(self.settings.broker),
-                 count=len(self.connections))
+        log.info("jms service {service}: broker(s) {brokers} over {count} STOMP "
+                 "connection(s)", service=self.config.name, brokers=self.settings.where(),
+                 broker=str(self.settings.broker), count=len(self.connections))
         for connection in self.connections:
             connection.start()
         self.fanout.start(lambda d: self.destinations.to_client(d, ""))
@@ -434,7 +546,7 @@ SERVICE_TYPE = ServiceType(
     accept_schemes=frozenset({"ws", "wss", "tcp", "ssl"}),
     connect_schemes=frozenset({"stomp", "stomp+ssl"}),
     min_connects=0,
-    max_connects=1,
+    max_connects=None,  # several brokers of one cluster: fail-over (kgateway.jms.broker)
     custom_check=_check,
     build=JmsService,
 )

@@ -101,12 +101,13 @@ def test_a_broker_down_makes_health_degraded_still_200(tmp_path: Path) -> None:
     code, body = get(status.services["health"])
     assert code == 200 and body["status"] == "ok" and "down" not in body
     # amqp.proxy: a client's connect to RabbitMQ failed
-    amqp.broker_failed("Connection refused")
+    node = amqp.balancer.targets[0]
+    amqp.balancer.failed(node, "Connection refused")
     code, body = get(status.services["health"])
     assert code == 200 and body["status"] == "degraded" and body["down"] == ["amqp"]
     assert body["backends"]["amqp"]["tcp://127.0.0.1:5672"] == {
         "up": False, "active": 0, "connect_failures": 1, "error": "Connection refused"}
-    amqp.broker_connected()
+    amqp.balancer.connected(node)
     assert get(status.services["health"])[1]["status"] == "ok"
 
 

@@ -43,9 +43,14 @@ def test_the_seed_form_with_a_stomp_connect_loads_with_defaults(tmp_path) -> Non
     assert s.destinations.resolve("/topic/a", "t").broker == "/topic/a"
 
 
-def test_openwire_provider_without_stomp_connect_says_what_to_add(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    [message] = problems(tmp_path, connect="", provider="tcp://broker1:61616")
-    assert "OpenWire" in message and "<connect>stomp://broker1:61613</connect>" in message
+def test_openwire_provider_without_stomp_connect_gives_the_stomp_connector(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    s = load(tmp_path, connect="", provider="tcp://broker1:61616")
+    assert [str(b) for b in s.brokers] == ["stomp://broker1:61613"]  # more in test_jms_brokers
+
+
+def test_an_unusable_provider_url_says_what_to_add(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    [message] = problems(tmp_path, connect="", provider="vm://localhost")
+    assert "vm://" in message and "<connect>stomp://host:61613</connect>" in message
     assert ":9:" in message  # the provider URL's line
 
 
