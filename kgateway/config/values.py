@@ -108,6 +108,11 @@ class URI:
         return self.scheme in REVERSE_SCHEMES
 
     @property
+    def is_stream(self) -> bool:
+        """A byte stream (tcp://, ssl://): no message boundaries."""
+        return self.scheme in STREAM_SCHEMES
+
+    @property
     def is_tls(self) -> bool:
         return self.scheme in TLS_SCHEMES or self.scheme == "stomp+ssl"
 

@@ -146,9 +146,11 @@ class ProxySession:
             self.backend.write(data, binary)
 
     def fast_path(self) -> str | None:
-        """A stream back end needs no message boundaries: the client's bytes go as they come.
-        A WebSocket back end keeps Autobahn's messages."""
-        if self.backend is not None and not self.backend.is_websocket:
+        """A tcp/ssl back end needs no message boundaries: the client's bytes go as they
+        come. A WebSocket back end keeps Autobahn's messages, and so does a udp one (each
+        message is one datagram)."""
+        target = self.target
+        if self.backend is not None and target is not None and target.uri.is_stream:
             return "stream"
         return None
 

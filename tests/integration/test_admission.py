@@ -124,7 +124,7 @@ def test_the_per_address_limit_refuses_with_429_while_other_addresses_are_served
     assert isinstance(gw, GatewayProcess)
     gw.wait_for(r"refusing 127\.0\.0\.2:\d+ for perhost: address connection limit")
     held[0].close()  # one leaves: the address may connect again
-    gw.wait_for(r"access: service=perhost peer=127\.0\.0\.2:\d+ .*end=close 1000")
+    gw.wait_for(r"access: service=perhost peer=127\.0\.0\.2:\d+ .*end=close=1000")
     held.append(echo_from("127.0.0.2", f"ws://127.0.0.1:{port}/perhost"))
     for ws in (*held[1:], other):
         ws.close()
