@@ -141,3 +141,42 @@ def test_head_is_a_get_without_a_body_and_names_the_service() -> None:
     assert body == b"" and request.method == b"HEAD"
     assert request.responseHeaders.getRawHeaders(b"content-length") == [b"21"]
     assert request.kgateway_service == "health"
+
+
+def _exchange(router: Router, requests: bytes) -> bytes:
+    """What a real twisted.web Site answers *requests* on one keep-alive connection."""
+    from twisted.internet.testing import StringTransport
+    from twisted.web import server
+
+    protocol = server.Site(router).buildProtocol(None)
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    protocol.dataReceived(requests)
+    return transport.value()
+
+
+@pytest.mark.parametrize("authorization, status", [
+    (None, b"401"),  # written while rendering
+    (b"Basic " + base64.b64encode(b"bob:hunter2"), b"403"),
+    (b"Basic " + base64.b64encode(b"alice:secret"), b"200"),
+])
+def test_head_on_a_guarded_service_sends_no_body_on_a_keep_alive_connection(
+        authorization: bytes | None, status: bytes) -> None:
+    router = Router()
+    router.add_folder("/metrics", Marker(b"metrics"), memory_gate({"ops"}), "metrics")
+    router.add_folder("/health", GetOnly(), service="health")
+    auth = b"Authorization: " + authorization + b"\r\n" if authorization else b""
+    out = _exchange(router, b"HEAD /metrics HTTP/1.1\r\nHost: x\r\n" + auth + b"\r\n"
+                            b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    head, _, rest = out.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 " + status)
+    assert b"transfer-encoding" not in head.lower()
+    # the next bytes are the next response, not a body a client would take for one
+    assert rest.startswith(b"HTTP/1.1 200"), rest[:80]
+
+
+def test_head_of_a_missing_file_sends_no_body(web) -> None:  # type: ignore[no-untyped-def]
+    out = _exchange(web, b"HEAD /missing HTTP/1.1\r\nHost: x\r\n\r\n"
+                         b"GET /missing HTTP/1.1\r\nHost: x\r\n\r\n")
+    head, _, rest = out.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 404") and rest.startswith(b"HTTP/1.1 404"), rest[:80]
