@@ -50,7 +50,12 @@ from kgateway.transport.compression import configure_deflate
 from kgateway.transport.fastws import FastWebSocketLink
 from kgateway.transport.forwarded import forwarded_client, forwarded_proto
 from kgateway.transport.kaazing import KaazingHandshake, offers_kaazing_handshake
-from kgateway.transport.links import StreamLink, configure_websocket, format_address
+from kgateway.transport.links import (
+    StreamLink,
+    backlogged,
+    configure_websocket,
+    format_address,
+)
 from kgateway.transport.tracker import (
     AUTH,
     FORBIDDEN,
@@ -229,6 +234,12 @@ class GatewayWebSocketProtocol(RelayingServerProtocol):
             return protocol
 
         return d.addCallback(chosen)
+
+    def onPing(self, payload: bytes) -> None:
+        # Autobahn pongs every ping: a client pinging without reading would have the
+        # gateway buffer pongs without bound (links.backlogged).
+        if not backlogged(self.transport):
+            super().onPing(payload)
 
     def onOpen(self) -> None:
         session, link = self.session, self.link

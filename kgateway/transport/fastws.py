@@ -24,7 +24,8 @@ lost connection to :meth:`connection_lost` instead of Autobahn's.
 What Autobahn did and this module does instead, by hand (the codec is sans-IO on purpose; the
 Twisted side is this small adapter):
 
-- pings are answered with pongs; the peer's Close is answered with Close 1000, as Autobahn
+- pings are answered with pongs (none while the client leaves more than a socket buffer of
+  our writes unread: ``links.backlogged``, so a ping flood cannot grow memory); the peer's Close is answered with Close 1000, as Autobahn
   does (``echoCloseCodeReason`` off), and TCP is dropped by us, the server (the session still
   gets the peer's code and reason); our own Close (``close(code,
   reason)``, any code the gateway sends, 1001, 1009, 1011, 1014...) waits
@@ -71,7 +72,7 @@ from kgateway.protocols.websocket import (
     WebSocketCodec,
 )
 from kgateway.timers import Heartbeat
-from kgateway.transport.links import WebSocketLink, socket_transport
+from kgateway.transport.links import WebSocketLink, backlogged, socket_transport
 
 log = Logger()
 
@@ -201,7 +202,8 @@ class FastWebSocketLink(WebSocketLink):
             session.received_stream(chunks)
 
     def _pong(self, payload: bytes) -> None:
-        if not self._close_sent:
+        # A client pinging without reading gets no more pongs until it reads (links.backlogged).
+        if not self._close_sent and not backlogged(self.transport):
             assert self.codec is not None
             self._write_frame(self.codec.send_pong(payload))
 

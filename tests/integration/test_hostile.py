@@ -1,0 +1,82 @@
+"""Hostile clients against a real twistd gateway: what a DMZ gateway must survive.
+
+Each test plays one attack found while attacking the gateway (README "Authentication",
+SECURITY.md) and checks the defence that was added for it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from kgateway.protocols.websocket import frame_header, mask_payload
+from tests.helpers import GatewayProcess, free_port, gateway_xml, service_xml
+
+pytestmark = pytest.mark.slow
+
+KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+
+
+@pytest.fixture(scope="module")
+def gateway() -> Iterator[dict[str, int]]:
+    port, tcp = free_port(), free_port()
+    services = [
+        service_xml("echo", f"tcp://127.0.0.1:{tcp}", name="back"),
+        # the fast data path (fastws) and Autobahn's, to the same back end
+        service_xml("proxy", f"ws://127.0.0.1:{port}/fast", f"tcp://127.0.0.1:{tcp}",
+                    name="fast"),
+        service_xml("proxy", f"ws://127.0.0.1:{port}/slow", f"tcp://127.0.0.1:{tcp}",
+                    name="slow",
+                    extra="<accept-options><ws.fast.path>false</ws.fast.path></accept-options>"),
+    ]
+    with GatewayProcess(gateway_xml(services), name="hostile"):
+        yield {"port": port}
+
+
+def opened(port: int, path: str) -> socket.socket:
+    """A WebSocket opened by hand, with a small receive window (a client that stops reading
+    fills it at once)."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", port))
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+              f"Connection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\n"
+              "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(1)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return s
+
+
+def masked(opcode: int, payload: bytes) -> bytes:
+    key = os.urandom(4)
+    return frame_header(opcode, len(payload), True, key) + mask_payload(payload, key)
+
+
+@pytest.mark.parametrize("path", ["/fast", "/slow"])
+def test_a_ping_flood_from_a_client_that_never_reads_is_not_buffered(
+        gateway: dict[str, int], path: str) -> None:
+    pings = 100_000
+    s = opened(gateway["port"], path)
+    s.settimeout(10)
+    batch = masked(9, b"p" * 125) * 1000
+    for _ in range(pings // 1000):  # 13 MB of pings, not one octet read meanwhile
+        s.sendall(batch)
+    s.sendall(masked(8, b"\x03\xe8"))  # then Close: the gateway answers it and drops TCP
+    received = b""
+    while True:
+        data = s.recv(1 << 16)
+        if not data:
+            break
+        received += data
+    s.close()
+    pong = b"\x8a\x7d" + b"p" * 125
+    pongs = received.count(pong)
+    # Without the defence every ping got its pong (100000, 12.7 MB held by the gateway);
+    # with it, pongs stop once a socket buffer of them waits unread.
+    assert 0 < pongs < pings // 2, pongs
+    assert received.endswith(b"\x88\x02\x03\xe8")  # and the close handshake still happens
