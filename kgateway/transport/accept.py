@@ -235,6 +235,15 @@ class GatewayWebSocketProtocol(RelayingServerProtocol):
 
         return d.addCallback(chosen)
 
+    def onMessageFrame(self, payload: Any) -> None:  # a list of chunks, typed bytes
+        # Autobahn keeps a message's frames as a list of objects: a million one-octet
+        # fragments would hold ~44 MB under a 1 MiB ws.maximum.message.size. One buffer
+        # holds the message instead (onMessageEnd joins the list: a one-item list here).
+        if not self.failedByMe:
+            if not self.message_data:
+                self.message_data.append(bytearray())  # type: ignore[arg-type]
+            self.message_data[0] += b"".join(payload)
+
     def onPing(self, payload: bytes) -> None:
         # Autobahn pongs every ping: a client pinging without reading would have the
         # gateway buffer pongs without bound (links.backlogged).

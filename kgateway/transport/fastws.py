@@ -105,7 +105,8 @@ class FastWebSocketLink(WebSocketLink):
                  protocol: str | None = None, principal: Any = None) -> None:
         super().__init__(proto, remote, protocol, principal)
         self._session: Any = None
-        self._text: list[bytes] = []  # a text message's chunks, until its last
+        # a text message's octets, until its last (one buffer: see WebSocketCodec._parts)
+        self._text = bytearray()
         self._octets_in = 0
         self._octets_out = 0
         self._heartbeat: Heartbeat | None = None
@@ -182,10 +183,11 @@ class FastWebSocketLink(WebSocketLink):
                 # Text waits for the end of its message, valid UTF-8 (as on Autobahn): a back
                 # end never gets octets of a text message the connection then fails for.
                 if data:
-                    self._text.append(data)
+                    self._text += data
                 if event.last:  # type: ignore[union-attr]
-                    chunks += self._text
-                    self._text = []
+                    if self._text:
+                        chunks.append(bytes(self._text))
+                        self._text = bytearray()
                 continue
             if chunks:
                 if session is not None:
