@@ -117,7 +117,7 @@ def _guarded(request: IRequest, gate: Gate, folder: resource.IResource,
     # A client gone while its credentials were checked (a login takes ~0.2 s) gets no
     # answer: writing one raised, and each such client logged a critical traceback.
     gone: list[bool] = []
-    request.notifyFinish().addErrback(lambda _: gone.append(True))
+    request.notifyFinish().addErrback(lambda _: gone.append(True))  # type: ignore[attr-defined]
 
     def refuse(code: int, why: str) -> None:
         if gone:
