@@ -220,6 +220,10 @@ class GatewayWebSocketProtocol(RelayingServerProtocol):
     def _admit(self, principal: Principal | None, remote: str,
                request: ConnectionRequest) -> defer.Deferred[Any]:
         factory = self.factory
+        if self.lost:
+            # Gone during its login: no session (its tracker record would never end, a
+            # proxy would dial its back end), and no traceback from the closed socket.
+            raise ConnectionDeny(ConnectionDeny.BAD_REQUEST, "client went away")
         self.link = link = FastWebSocketLink(self, remote, principal=principal)
         link.record = factory.tracker.add(factory.service.config.name, self, remote,
                                           self.requested)
@@ -274,7 +278,11 @@ class GatewayWebSocketProtocol(RelayingServerProtocol):
         else:
             super().dataReceived(data)
 
+    #: the TCP connection is gone (it may go while a login is checked, ~0.2 s)
+    lost = False
+
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.lost = True
         fast = self.fast
         if fast is not None:
             fast.connection_lost(reason)  # calls onClose, as Autobahn would

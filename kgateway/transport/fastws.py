@@ -220,7 +220,11 @@ class FastWebSocketLink(WebSocketLink):
             self._close_sent = True
         self._proto.state = _CLOSING
         self._stop_timers()
-        # The server drops TCP once the closing handshake is done (RFC 6455 7.1.1).
+        # The server drops TCP once the closing handshake is done (RFC 6455 7.1.1). Nothing
+        # more is written, so the back end stops being our producer first: Twisted would
+        # otherwise, once a client that had stopped reading drains our buffer, resume a
+        # paused producer instead of closing, and the connection (and its back end) stayed.
+        self.transport.unregisterProducer()
         self.transport.loseConnection()
 
     def _fail(self, error: ProtocolError) -> None:
