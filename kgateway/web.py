@@ -11,7 +11,8 @@ handshake, ``transport.accept``.)
 
 A HEAD request (a balancer's monitor: ``HEAD /health``) is rendered as a GET whose body is
 dropped, with its Content-Length kept: twisted.web would otherwise warn on every one that
-the resource "is returning a message body".
+the resource "is returning a message body". Responses written later or while rendering (a
+guarded service's 401/403, files) go out without a body too.
 """
 
 from __future__ import annotations
@@ -58,6 +59,17 @@ class Router(resource.Resource):
     def render(self, request: IRequest) -> bytes | int:
         if request.method != b"HEAD":
             return self._render(request)
+        # Twisted drops a HEAD response's body at the first write only if the method is
+        # HEAD by then; a response written while it reads GET (a 401, a directory's 404,
+        # a file) would carry a (chunked) body that a keep-alive client or balancer
+        # reads as the start of the next response. So the first write restores HEAD.
+        write = request.write
+
+        def head_write(data: bytes) -> None:
+            request.method = b"HEAD"
+            write(data)
+
+        request.write = head_write  # type: ignore[method-assign]
         request.method = b"GET"
         try:
             body = self._render(request)
@@ -102,8 +114,14 @@ def _guarded(request: IRequest, gate: Gate, folder: resource.IResource,
     (*on_refused* gets "auth" or "forbidden")."""
     headers = {name.decode("latin-1").lower(): values[0].decode("latin-1")
                for name, values in request.requestHeaders.getAllRawHeaders() if values}
+    # A client gone while its credentials were checked (a login takes ~0.2 s) gets no
+    # answer: writing one raised, and each such client logged a critical traceback.
+    gone: list[bool] = []
+    request.notifyFinish().addErrback(lambda _: gone.append(True))  # type: ignore[attr-defined]
 
     def refuse(code: int, why: str) -> None:
+        if gone:
+            return
         log.info("refusing HTTP {method} {path} from {peer}: {reason}",
                  method=request.method.decode("latin-1", "replace"),
                  path=request.path.decode("latin-1", "replace"),
@@ -118,6 +136,8 @@ def _guarded(request: IRequest, gate: Gate, folder: resource.IResource,
         request.finish()
 
     def allowed(principal: Principal) -> None:
+        if gone:
+            return
         if not gate.allows(principal):
             refuse(403, f"user {principal.name!r} may not use this service")
             return

@@ -476,6 +476,9 @@ class AmqpRelay:
         properties["capabilities"] = capabilities
         properties[FORWARDED_FOR] = _host(self.client_address)
         properties[CLIENT_KEY] = self.client_address
+        # Only the gateway names the user: a client's own kgateway.user (possible on a
+        # service without a realm) would otherwise reach the broker as if vouched for.
+        properties.pop(USER_KEY, None)
         if self.user is not None:
             properties[USER_KEY] = self.user
         if self.settings.broker_credentials is not None:

@@ -102,7 +102,10 @@ def parse_authorization(value: bytes | str) -> UsernamePassword | BearerToken:
     scheme, param = _split(value)
     parser = SCHEMES.get(scheme)
     if parser is None:
-        raise MalformedAuthorization(f"unsupported scheme {scheme!r}")
+        # The reason reaches the log, the status page's warnings and the 401's status
+        # line: name a scheme, never echo what may be a credential sent without one.
+        shown = scheme if len(scheme) <= 16 and scheme.isalpha() else "(not a scheme name)"
+        raise MalformedAuthorization(f"unsupported scheme {shown!r}")
     return parser(param)
 
 

@@ -36,6 +36,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import quote
 
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import LoginFailed
@@ -212,6 +213,21 @@ def _connect_credentials(frame: Frame) -> Credentials | None:
     if passcode:
         return BearerToken(passcode)
     return None
+
+
+def broker_client_id(client_id: str, principal: Principal | None) -> str:
+    """The client-id the broker sees for a client's CONNECT ``client-id``.
+
+    ActiveMQ keys durable subscriptions by client-id and subscription name, and a client
+    picks its client-id freely: on a service with a realm, any user could otherwise take
+    over (read, or UNSUBSCRIBE to delete) another user's durable subscriptions by sending
+    that user's client-id. So an authenticated client's client-id is its user name
+    (percent-encoded: nothing a CONNECT header cannot carry) and its own, ``alice/app1``;
+    without a realm every client shares one namespace, as on the broker itself.
+    """
+    if principal is None:
+        return client_id
+    return f"{quote(principal.name, safe='')}/{client_id}"
 
 
 class ClientError(Exception):
@@ -663,7 +679,9 @@ class JmsSession:
     def _connect_dedicated(self, client_id: str, headers: list[tuple[str, str]],
                            receipt: str | None) -> None:
         """A client-id gets its own broker connection with that client-id (for durables)."""
-        connection = self.service.dedicated_connection(client_id, self.tag)
+        connection = self.service.dedicated_connection(broker_client_id(client_id,
+                                                                        self.principal),
+                                                       self.tag)
         self.dedicated = connection
         self._read_from(connection)
         self.held = True

@@ -374,7 +374,10 @@ class WebSocketCodec:
         self._in_message = False
         self._binary = False
         self._message_size = 0
-        self._parts: list[bytes] = []
+        # One growing buffer, not a list of fragments: a message of a million one-octet
+        # fragments would otherwise hold a million objects (~44 octets each) under a
+        # limit that counts one octet each.
+        self._parts = bytearray()
         self._decoder = _UTF8Decoder()
         self._utf8_pending = False
         # A data frame whose header arrived but not all its payload.
@@ -390,7 +393,7 @@ class WebSocketCodec:
     def buffered(self) -> int:
         """Octets held for later: a partial frame header or control frame, a binary frame
         waiting for its end, and the pieces of a message not yet complete (message mode)."""
-        return len(self._buf) + sum(map(len, self._parts))
+        return len(self._buf) + len(self._parts)
 
     # -- receiving ------------------------------------------------------------------------
 
@@ -410,7 +413,7 @@ class WebSocketCodec:
             self._error = error
             self.state = State.FAILED
             self._buf = bytearray()
-            self._parts = []
+            self._parts = bytearray()
             raise
         if pos:
             del buf[:pos]
@@ -596,12 +599,12 @@ class WebSocketCodec:
                 events.append(Chunk(payload, self._binary, last))
         elif last:
             if self._parts:
-                self._parts.append(payload)
-                payload = b"".join(self._parts)
-                self._parts = []
+                self._parts += payload
+                payload = bytes(self._parts)
+                self._parts = bytearray()
             events.append(Message(payload, self._binary))
         elif payload:
-            self._parts.append(payload)
+            self._parts += payload
         if last:
             self._in_message = False
 

@@ -50,7 +50,12 @@ from kgateway.transport.compression import configure_deflate
 from kgateway.transport.fastws import FastWebSocketLink
 from kgateway.transport.forwarded import forwarded_client, forwarded_proto
 from kgateway.transport.kaazing import KaazingHandshake, offers_kaazing_handshake
-from kgateway.transport.links import StreamLink, configure_websocket, format_address
+from kgateway.transport.links import (
+    StreamLink,
+    backlogged,
+    configure_websocket,
+    format_address,
+)
 from kgateway.transport.tracker import (
     AUTH,
     FORBIDDEN,
@@ -215,6 +220,10 @@ class GatewayWebSocketProtocol(RelayingServerProtocol):
     def _admit(self, principal: Principal | None, remote: str,
                request: ConnectionRequest) -> defer.Deferred[Any]:
         factory = self.factory
+        if self.lost:
+            # Gone during its login: no session (its tracker record would never end, a
+            # proxy would dial its back end), and no traceback from the closed socket.
+            raise ConnectionDeny(ConnectionDeny.BAD_REQUEST, "client went away")
         self.link = link = FastWebSocketLink(self, remote, principal=principal)
         link.record = factory.tracker.add(factory.service.config.name, self, remote,
                                           self.requested)
@@ -229,6 +238,21 @@ class GatewayWebSocketProtocol(RelayingServerProtocol):
             return protocol
 
         return d.addCallback(chosen)
+
+    def onMessageFrame(self, payload: Any) -> None:  # a list of chunks, typed bytes
+        # Autobahn keeps a message's frames as a list of objects: a million one-octet
+        # fragments would hold ~44 MB under a 1 MiB ws.maximum.message.size. One buffer
+        # holds the message instead (onMessageEnd joins the list: a one-item list here).
+        if not self.failedByMe:
+            if not self.message_data:
+                self.message_data.append(bytearray())  # type: ignore[arg-type]
+            self.message_data[0] += b"".join(payload)
+
+    def onPing(self, payload: bytes) -> None:
+        # Autobahn pongs every ping: a client pinging without reading would have the
+        # gateway buffer pongs without bound (links.backlogged).
+        if not backlogged(self.transport):
+            super().onPing(payload)
 
     def onOpen(self) -> None:
         session, link = self.session, self.link
@@ -254,7 +278,11 @@ class GatewayWebSocketProtocol(RelayingServerProtocol):
         else:
             super().dataReceived(data)
 
+    #: the TCP connection is gone (it may go while a login is checked, ~0.2 s)
+    lost = False
+
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.lost = True
         fast = self.fast
         if fast is not None:
             fast.connection_lost(reason)  # calls onClose, as Autobahn would

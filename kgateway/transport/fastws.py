@@ -24,7 +24,8 @@ lost connection to :meth:`connection_lost` instead of Autobahn's.
 What Autobahn did and this module does instead, by hand (the codec is sans-IO on purpose; the
 Twisted side is this small adapter):
 
-- pings are answered with pongs; the peer's Close is answered with Close 1000, as Autobahn
+- pings are answered with pongs (none while the client leaves more than a socket buffer of
+  our writes unread: ``links.backlogged``, so a ping flood cannot grow memory); the peer's Close is answered with Close 1000, as Autobahn
   does (``echoCloseCodeReason`` off), and TCP is dropped by us, the server (the session still
   gets the peer's code and reason); our own Close (``close(code,
   reason)``, any code the gateway sends, 1001, 1009, 1011, 1014...) waits
@@ -71,7 +72,7 @@ from kgateway.protocols.websocket import (
     WebSocketCodec,
 )
 from kgateway.timers import Heartbeat
-from kgateway.transport.links import WebSocketLink, socket_transport
+from kgateway.transport.links import WebSocketLink, backlogged, socket_transport
 
 log = Logger()
 
@@ -104,7 +105,8 @@ class FastWebSocketLink(WebSocketLink):
                  protocol: str | None = None, principal: Any = None) -> None:
         super().__init__(proto, remote, protocol, principal)
         self._session: Any = None
-        self._text: list[bytes] = []  # a text message's chunks, until its last
+        # a text message's octets, until its last (one buffer: see WebSocketCodec._parts)
+        self._text = bytearray()
         self._octets_in = 0
         self._octets_out = 0
         self._heartbeat: Heartbeat | None = None
@@ -181,10 +183,11 @@ class FastWebSocketLink(WebSocketLink):
                 # Text waits for the end of its message, valid UTF-8 (as on Autobahn): a back
                 # end never gets octets of a text message the connection then fails for.
                 if data:
-                    self._text.append(data)
+                    self._text += data
                 if event.last:  # type: ignore[union-attr]
-                    chunks += self._text
-                    self._text = []
+                    if self._text:
+                        chunks.append(bytes(self._text))
+                        self._text = bytearray()
                 continue
             if chunks:
                 if session is not None:
@@ -201,7 +204,8 @@ class FastWebSocketLink(WebSocketLink):
             session.received_stream(chunks)
 
     def _pong(self, payload: bytes) -> None:
-        if not self._close_sent:
+        # A client pinging without reading gets no more pongs until it reads (links.backlogged).
+        if not self._close_sent and not backlogged(self.transport):
             assert self.codec is not None
             self._write_frame(self.codec.send_pong(payload))
 
@@ -216,7 +220,11 @@ class FastWebSocketLink(WebSocketLink):
             self._close_sent = True
         self._proto.state = _CLOSING
         self._stop_timers()
-        # The server drops TCP once the closing handshake is done (RFC 6455 7.1.1).
+        # The server drops TCP once the closing handshake is done (RFC 6455 7.1.1). Nothing
+        # more is written, so the back end stops being our producer first: Twisted would
+        # otherwise, once a client that had stopped reading drains our buffer, resume a
+        # paused producer instead of closing, and the connection (and its back end) stayed.
+        self.transport.unregisterProducer()
         self.transport.loseConnection()
 
     def _fail(self, error: ProtocolError) -> None:

@@ -43,6 +43,28 @@ def socket_transport(transport: Any) -> Any:
     return transport
 
 
+def write_backlog(transport: Any) -> int:
+    """Octets written to *transport* (under any wrapping) that the peer has not taken yet,
+    measured as Twisted measures it before pausing a producer; 0 if it cannot tell."""
+    sock = socket_transport(transport)
+    try:
+        return len(sock.dataBuffer) + int(sock._tempDataLen)
+    except (AttributeError, TypeError):
+        return 0
+
+
+def backlogged(transport: Any) -> bool:
+    """Whether the peer has stopped reading: more than the transport's buffer size waits.
+
+    Answers the peer asked for (pongs) are then skipped: RFC 6455 5.5.3 lets an endpoint
+    answer only the most recent of several pings, and a client that pings without reading
+    would otherwise have the gateway buffer one pong per ping, without bound.
+    """
+    sock = socket_transport(transport)
+    size = getattr(sock, "bufferSize", None)
+    return isinstance(size, int) and write_backlog(sock) > size
+
+
 class _LinkBase:
     is_websocket = False
     protocol: str | None = None

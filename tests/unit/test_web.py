@@ -6,9 +6,19 @@ import base64
 import os
 
 import pytest
-from twisted.web import resource
+from twisted.cred.credentials import IUsernamePassword
+from twisted.cred.error import UnauthorizedLogin
+from twisted.cred.portal import Portal
+from twisted.internet import defer
+from twisted.internet.testing import StringTransport
+from twisted.logger import globalLogPublisher
+from twisted.python.failure import Failure
+from twisted.web import resource, server
 from twisted.web.test.requesthelper import DummyRequest
 
+from kgateway.auth.gate import Constraint, Gate
+from kgateway.auth.principal import Identity, Realm
+from kgateway.auth.settings import ChallengeScheme
 from kgateway.services.directory import Folder
 from kgateway.web import Router
 from tests.unit.fakes import memory_gate
@@ -141,3 +151,85 @@ def test_head_is_a_get_without_a_body_and_names_the_service() -> None:
     assert body == b"" and request.method == b"HEAD"
     assert request.responseHeaders.getRawHeaders(b"content-length") == [b"21"]
     assert request.kgateway_service == "health"
+
+
+def _exchange(router: Router, requests: bytes) -> bytes:
+    """What a real twisted.web Site answers *requests* on one keep-alive connection."""
+    protocol = server.Site(router).buildProtocol(None)
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    protocol.dataReceived(requests)
+    return transport.value()
+
+
+@pytest.mark.parametrize("authorization, status", [
+    (None, b"401"),  # written while rendering
+    (b"Basic " + base64.b64encode(b"bob:hunter2"), b"403"),
+    (b"Basic " + base64.b64encode(b"alice:secret"), b"200"),
+])
+def test_head_on_a_guarded_service_sends_no_body_on_a_keep_alive_connection(
+        authorization: bytes | None, status: bytes) -> None:
+    router = Router()
+    router.add_folder("/metrics", Marker(b"metrics"), memory_gate({"ops"}), "metrics")
+    router.add_folder("/health", GetOnly(), service="health")
+    auth = b"Authorization: " + authorization + b"\r\n" if authorization else b""
+    out = _exchange(router, b"HEAD /metrics HTTP/1.1\r\nHost: x\r\n" + auth + b"\r\n"
+                            b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    head, _, rest = out.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 " + status)
+    assert b"transfer-encoding" not in head.lower()
+    # the next bytes are the next response, not a body a client would take for one
+    assert rest.startswith(b"HTTP/1.1 200"), rest[:80]
+
+
+def test_head_of_a_missing_file_sends_no_body(web) -> None:  # type: ignore[no-untyped-def]
+    out = _exchange(web, b"HEAD /missing HTTP/1.1\r\nHost: x\r\n\r\n"
+                         b"GET /missing HTTP/1.1\r\nHost: x\r\n\r\n")
+    head, _, rest = out.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 404") and rest.startswith(b"HTTP/1.1 404"), rest[:80]
+
+
+class LaterChecker:
+    """A login module that answers when the test says (a real one takes ~0.2 s)."""
+
+    credentialInterfaces = (IUsernamePassword,)
+
+    def __init__(self) -> None:
+        self.pending: list[defer.Deferred[object]] = []
+
+    def requestAvatarId(self, credentials: object) -> defer.Deferred[object]:
+        d: defer.Deferred[object] = defer.Deferred()
+        self.pending.append(d)
+        return d
+
+
+@pytest.mark.parametrize("accept", [True, False])
+def test_a_client_gone_during_its_login_is_not_answered_and_logs_no_failure(
+        accept: bool) -> None:
+    checker = LaterChecker()
+    gate = Gate(Portal(Realm("demo"), [checker]), "demo", ChallengeScheme.BASIC,
+                constraint=Constraint(frozenset({"ops"})))
+    router = Router()
+    router.add_folder("/metrics", Marker(b"metrics"), gate, "metrics")
+    protocol = server.Site(router).buildProtocol(None)
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    protocol.dataReceived(b"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Basic "
+                          + base64.b64encode(b"alice:secret") + b"\r\n\r\n")
+    protocol.connectionLost(Failure(ConnectionError("the client went away")))
+    failures: list[dict[str, object]] = []
+
+    def observe(event: dict[str, object]) -> None:
+        if "log_failure" in event:
+            failures.append(event)
+
+    globalLogPublisher.addObserver(observe)
+    try:
+        if accept:
+            checker.pending[0].callback(Identity("alice", frozenset({"ops"})))
+        else:
+            checker.pending[0].errback(UnauthorizedLogin())
+    finally:
+        globalLogPublisher.removeObserver(observe)
+    assert failures == []
+    assert transport.value() == b""

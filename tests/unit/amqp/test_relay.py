@@ -188,6 +188,18 @@ def test_start_ok_is_held_until_the_realm_accepts_then_carries_the_user() -> Non
     assert A.sasl_credentials(method) == ("gateway", "broker-secret")  # promoted
 
 
+def test_a_clients_own_user_claim_never_reaches_the_broker_without_a_realm() -> None:
+    r, out = relay()
+    r.client_data(A.PROTOCOL_HEADER)
+    r.broker_connected()
+    r.broker_data(START)
+    r.client_data(A.method_frame(0, A.ConnectionStartOk(
+        {"product": "t", USER_KEY: "admin"}, "PLAIN", b"\0guest\0guest", "en_US")))
+    method = start_ok_sent(out)
+    assert USER_KEY not in method.client_properties
+    assert method.client_properties["product"] == "t"
+
+
 def test_a_refused_login_is_access_refused_like_rabbitmq() -> None:
     r, out = authenticating()
     r.auth_refused("Login was refused using authentication mechanism PLAIN")

@@ -60,6 +60,8 @@ def test_empty_password_is_parsed_and_left_to_the_login_modules() -> None:
     (b"Basic   ", "expected '<scheme> <credentials>'"),
     (b"", "expected '<scheme> <credentials>'"),
     (b"Digest username=alice", "unsupported scheme 'digest'"),
+    (b"0123456789abcdef0123 x", "unsupported scheme '.not a scheme name.'"),  # a bare token
+    (b"Supercalifragilistic x", "unsupported scheme '.not a scheme name.'"),
     (b"Basic \xc3\xa9", "not ASCII"),
     (b"Bearer abc def", "outside b64token"),
     (b"Bearer a\"b", "outside b64token"),

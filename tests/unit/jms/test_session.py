@@ -529,6 +529,28 @@ def test_deliveries_and_slow_consumers_are_counted(setup) -> None:  # type: igno
     assert stats["messages_delivered"] == 5  # 3 to the fast client, 2 before the slow one went
 
 
+def test_an_authenticated_clients_client_id_is_its_own(gated) -> None:  # type: ignore[no-untyped-def]
+    """Another user sending alice's client-id must not reach her durable subscriptions."""
+    service, broker, _, _ = gated
+    ids = []
+    for user in ("alice", "bob"):
+        link = FakeLink(protocol="v12.stomp")
+        link.principal = Principal(user, frozenset({"ops"}))
+        session = service.session(link)
+        session.opened()
+        session.received(b"CONNECT\naccept-version:1.2\nclient-id:app1\n\n\0", False)
+        _, dlink = broker.accept()
+        ids.append(broker.sent(dlink, "CONNECT")[0].get("client-id"))
+    assert ids == ["alice/app1", "bob/app1"]
+
+
+def test_a_user_name_is_encoded_into_the_brokers_client_id() -> None:
+    from kgateway.jms.session import broker_client_id
+
+    assert broker_client_id("app1", None) == "app1"  # no realm: the broker's namespace
+    assert broker_client_id("app1", Principal("a/b:c\nd", frozenset())) == "a%2Fb%3Ac%0Ad/app1"
+
+
 # -- destination rules and limits (docs/jms.md "Destination rules", "Limits") -------------------
 
 
