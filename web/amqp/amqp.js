@@ -264,7 +264,7 @@ function received(msg) {
   li.dataset.deliveryMode = String(p.deliveryMode ?? "");
   li.dataset.headers = JSON.stringify(p.headers ?? {});
   $("messages").appendChild(li);
-  log(`received "${body}" (content-type ${p.contentType}, delivery-mode ${p.deliveryMode}, ` +
+  log(`"${body}" (content-type ${p.contentType}, delivery-mode ${p.deliveryMode}, ` +
       `headers ${JSON.stringify(p.headers ?? {})})`, "received");
   if ($("auto-ack").checked) {
     msg.ack().then(() => log(`acked delivery ${msg.deliveryTag}`));
