@@ -96,7 +96,7 @@ function action(name, fn) {
     try {
       await fn();
     } catch (err) {
-      log(`${name} failed: ${err?.message ?? err}`, "error");
+      if (!err?.logged) log(`${name} failed: ${err?.message ?? err}`, "error");
     }
   };
 }
@@ -196,6 +196,8 @@ async function connect() {
     reset();
     if (err?.message) {  // e.g. ACCESS_REFUSED from the broker or the gateway
       refused = true;
+      log(`connect failed: ${err.message}`, "error");
+      err.logged = true;  // action() need not log it again
       if (/ACCESS_REFUSED/.test(err.message)) {
         kgExplain.report(logger, problem, {
           cause: "login-refused",
