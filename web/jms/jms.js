@@ -119,8 +119,14 @@
     const headers = {};
     if ($("login").value) headers.login = $("login").value;
     if ($("passcode").value) headers.passcode = $("passcode").value;
+    let opened = false;  // the WebSocket opened (a 1006 before that: a refused handshake)
     client = new StompJs.Client({
-      brokerURL: url,
+      // stompjs's own way of opening it (same subprotocols), so the page sees the open
+      webSocketFactory: () => {
+        const ws = new WebSocket(url, ["v12.stomp", "v11.stomp", "v10.stomp"]);
+        ws.addEventListener("open", () => { opened = true; });
+        return ws;
+      },
       connectHeaders: headers,
       reconnectDelay: 0,
       onConnect: (frame) => {
@@ -143,7 +149,7 @@
         addLine("closed", `code ${event.code} ${kgExplain.closeMeaning(event.code)}` +
                 (event.reason ? ` reason "${event.reason}"` : ""), { code: event.code });
         if (!refused) {
-          kgExplain.explainClose(event, url, connected)
+          kgExplain.explainClose(event, url, opened || connected)
             .then((explanation) => kgExplain.report(logger, problem, explanation));
         }
         subscriptions.clear();
