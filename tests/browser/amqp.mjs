@@ -6,7 +6,13 @@
 // Checks: a message published in A arrives in B with its content type, delivery mode and
 // headers; a rolled-back publish never arrives (a later committed one does, and AMQP keeps
 // one channel's publishes in order, so "not before it" means "never"); flow off holds
-// B's deliveries back and flow on releases them. Prints one JSON line (harness.mjs).
+// B's deliveries back and flow on releases them.
+// The order of steps: before the exchange is declared, Publish and Declare and bind are
+// disabled and #steps says to declare the exchange; before the queue is bound, Consume is.
+// A publish to an exchange that does not exist (forced, as the page would not offer it)
+// is explained (data-cause="no-exchange") and the page stays connected: the next publish
+// arrives. SCREENSHOT_DIR=dir saves amqp.png (after that error) there.
+// Prints one JSON line (harness.mjs).
 
 import { check, firstPage, launch, newContext, run } from "./harness.mjs";
 
@@ -24,16 +30,30 @@ async function open(context, name) {
   return page;
 }
 
+const disabled = (page, id) => page.$eval(`#${id}`, (b) => b.disabled);
+
 async function setUp(page, exchange) {
+  check(await disabled(page, "publish"), "Publish is disabled before connecting");
   await page.fill("#exchange", exchange);
   await page.click("#connect");
   await page.waitForSelector("#status[data-state=connected]", { timeout: 15000 });
+  await page.waitForSelector("#steps[data-step=declare-exchange]");
+  check(await disabled(page, "publish") && await disabled(page, "declare-queue") &&
+        await disabled(page, "consume"),
+        "connected, no exchange yet: Publish, Declare and bind and Consume are disabled");
+  check(/declare the exchange/i.test(await page.textContent("#publish-hint")),
+        "the Publish box says to declare the exchange first");
   await page.click("#declare-exchange");
   await page.waitForSelector(`#log >> text=exchange ${exchange} declared`);
+  await page.waitForSelector("#steps[data-step=declare-queue]");
+  check(!(await disabled(page, "publish")) && await disabled(page, "consume"),
+        "exchange declared: Publish enabled, Consume still disabled");
   await page.click("#declare-queue");
   await page.waitForSelector("#log >> text=declared and bound");
+  await page.waitForSelector("#steps[data-step=consume]");
   await page.click("#consume");
   await page.waitForSelector("#log >> text=consuming from");
+  await page.waitForSelector("#steps[data-step=ready]");
 }
 
 const received = (page) => page.$$eval("#messages li", (lis) => lis.map((li) => ({
@@ -114,6 +134,30 @@ await run("amqp", async () => {
 
     const errors = await b.$$eval("#log .error", (els) => els.map((e) => e.textContent));
     ok(errors.length === 0, "no errors in B's log");
+
+    // 4. a publish to an exchange that does not exist: explained, still connected
+    await a.fill("#exchange", `${exchange}-missing`);
+    await a.waitForSelector("#steps[data-step=declare-exchange]");
+    ok(await disabled(a, "publish"), "an undeclared exchange name disables Publish again");
+    await a.$eval("#publish", (button) => { button.disabled = false; });  // force it
+    await a.fill("#message", "to nowhere");
+    await a.click("#publish");
+    await a.waitForSelector('#log li[data-kind="explain"][data-cause="no-exchange"]',
+                            { timeout: 15000 });
+    const why = await a.textContent('#problem[data-cause="no-exchange"]');
+    ok(why.includes(`${exchange}-missing`) && /declare the exchange/i.test(why),
+       `the missing exchange is named and the page says to declare it (${why})`);
+    await a.waitForSelector("#log >> text=opened for publishing");
+    ok((await a.getAttribute("#status", "data-state")) === "connected",
+       "the connection survives the channel error");
+    if (process.env.SCREENSHOT_DIR) {
+      await a.screenshot({ path: `${process.env.SCREENSHOT_DIR}/amqp.png`, fullPage: true });
+    }
+    await a.fill("#exchange", exchange);
+    await a.waitForSelector("#steps[data-step=ready]");
+    await publish(a, "after the error");  // a new channel, no transaction any more
+    await arrives(b, "after the error");
+    ok(true, "a publish after the error arrives");
     return { checked: checks.length, checks };
   } catch (err) {
     console.error(JSON.stringify(await logs({ A: a, B: b }), null, 1));

@@ -18,7 +18,7 @@ const WAIT = { timeout: 15000 };
 const topic = `/topic/browser.${Date.now()}.${Math.floor(Math.random() * 1e6)}`;
 
 const messages = (page) => page.$$eval('#log li[data-kind="message"]',
-  (lis) => lis.map((li) => ({ ...li.dataset })).reverse());
+  (lis) => lis.map((li) => ({ ...li.dataset })));  // oldest first, as the log is
 
 async function open(name) {
   const { context } = await launch();
@@ -83,5 +83,11 @@ await run("jms", async () => {
   const errors = await a.$$eval('#log li[data-kind="error"]', (lis) => lis.length)
     + await b.$$eval('#log li[data-kind="error"]', (lis) => lis.length);
   check(errors === 0, "no STOMP errors");
+  const kinds = await a.$$eval("#log li", (lis) => lis.map((li) => li.dataset.kind));
+  check(kinds[0] === "connected" && kinds.at(-1) === "unsubscribed",
+        `the log runs oldest to newest (${kinds})`);
+  if (process.env.SCREENSHOT_DIR) {
+    await a.screenshot({ path: `${process.env.SCREENSHOT_DIR}/jms.png`, fullPage: true });
+  }
   return { delivered: bodies.length };
 }, { timeoutMs: 90000 });

@@ -1,5 +1,6 @@
 """The JMS and AMQP tutorial pages in headless Chromium against services with a realm
-(tests/browser/auth.mjs): a real gateway, ActiveMQ and RabbitMQ, a password file."""
+(tests/browser/auth.mjs): a real gateway, ActiveMQ and RabbitMQ, a password file; and an
+echo service behind the realm, whose handshake refusal (401) the echo page explains."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -16,7 +18,7 @@ from tests.integration.conftest import activemq, rabbitmq  # noqa: F401  (sessio
 pytestmark = pytest.mark.slow
 
 
-def test_tutorial_pages_log_in(tmp_path: object, activemq: tuple[str, int],  # noqa: F811
+def test_tutorial_pages_log_in(tmp_path: Path, activemq: tuple[str, int],  # noqa: F811
                                rabbitmq: tuple[str, int]) -> None:  # noqa: F811
     if not shutil.which("node") or not os.path.exists("/usr/bin/chromium"):
         pytest.fail("browser tests need node and /usr/bin/chromium: run `make test`")
@@ -32,6 +34,8 @@ def test_tutorial_pages_log_in(tmp_path: object, activemq: tuple[str, int],  # n
                 "Basic</http-challenge-scheme><login-modules><login-module><type>file</type>"
                 f"<success>required</success><options><file>{users}</file></options>"
                 "</login-module></login-modules></authentication></realm></security>")
+    # PAGES_SCREENSHOTS=dir keeps the screenshots (jms-refused.png, amqp-refused.png)
+    shots = os.environ.get("PAGES_SCREENSHOTS", str(tmp_path))
     port = free_port()
     (mq_host, mq_port), (rmq_host, rmq_port) = activemq, rabbitmq
     guarded = ("<realm-name>staff</realm-name><authorization-constraint><require-role>ops"
@@ -41,6 +45,7 @@ def test_tutorial_pages_log_in(tmp_path: object, activemq: tuple[str, int],  # n
                     properties=f"<directory>{os.path.join(ROOT, 'web')}</directory>"),
         service_xml("jms", f"ws://127.0.0.1:{port}/jms", f"stomp://{mq_host}:{mq_port}",
                     name="jms", extra=guarded),
+        service_xml("echo", f"ws://127.0.0.1:{port}/echo", name="echo", extra=guarded),
         service_xml("amqp.proxy", f"ws://127.0.0.1:{port}/amqp", f"tcp://{rmq_host}:{rmq_port}",
                     name="amqp", extra=guarded,
                     properties="<broker.login>guest</broker.login>"
@@ -50,7 +55,8 @@ def test_tutorial_pages_log_in(tmp_path: object, activemq: tuple[str, int],  # n
                         args=["--drain-grace", "0"]):
         result = subprocess.run(["node", os.path.join(ROOT, "tests", "browser", "auth.mjs"),
                                  f"http://127.0.0.1:{port}"],
-                                cwd=ROOT, capture_output=True, text=True, timeout=120)
+                                cwd=ROOT, capture_output=True, text=True, timeout=120,
+                                env={**os.environ, "SCREENSHOT_DIR": shots})
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report.get("ok") is True and report["checked"] >= 4, report
+    assert report.get("ok") is True and report["checked"] >= 10, report

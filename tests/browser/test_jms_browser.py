@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -32,7 +33,8 @@ def web_root(tmp_path_factory: pytest.TempPathFactory) -> str:
         pytest.skip("no STOMP browser bundle: run npm ci (and scripts/vendor-web.sh)")
     root = str(tmp_path_factory.mktemp("web"))
     shutil.copytree(os.path.join(web, "jms"), os.path.join(root, "jms"))
-    shutil.copy(os.path.join(web, "style.css"), os.path.join(root, "style.css"))
+    for shared in ("style.css", "log.js", "explain.js"):
+        shutil.copy(os.path.join(web, shared), os.path.join(root, shared))
     os.makedirs(os.path.join(root, "vendor"))
     shutil.copy(NODE_BUNDLE, os.path.join(root, "vendor", BUNDLE))
     return root
@@ -54,12 +56,16 @@ def page_url(web_root: str, activemq: tuple[str, int]) -> Iterator[str]:  # noqa
     process.stop()
 
 
-def test_two_browsers_message_and_rolled_back_transaction(page_url: str) -> None:
+def test_two_browsers_message_and_rolled_back_transaction(page_url: str, tmp_path: Path) -> None:
+    # PAGES_SCREENSHOTS=dir keeps the screenshot (jms.png) for a look
+    shots = os.environ.get("PAGES_SCREENSHOTS", str(tmp_path))
     result = subprocess.run(["node", os.path.join(ROOT, "tests", "browser", "jms.mjs"), page_url],
-                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+                            cwd=ROOT, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "SCREENSHOT_DIR": shots})
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
     line = json.loads(result.stdout.strip().splitlines()[-1])
     assert line["ok"] and line["delivered"] == 4, line
+    assert os.path.getsize(os.path.join(shots, "jms.png")) > 10_000
 
 
 def test_the_page_says_when_the_broker_is_unavailable_and_messages_wait(web_root: str) -> None:

@@ -6,10 +6,12 @@
 // as an ArrayBuffer (a binary frame). binaryType = "arraybuffer", so binary replies arrive
 // as ArrayBuffers and are logged as hex with their length.
 //
-// Every log line is an <li> whose class says what it is and whose data-* attributes carry
-// the exact values, for tests that should not parse display text:
+// The log is web/log.js's (time, kind, text); a close is explained by web/explain.js (a
+// refused handshake: a probe of the same URL over http tells 404 from a foreign origin from
+// a gateway that is not there). Every log line's data-* attributes carry the exact values,
+// for tests that should not parse display text:
 //   data-kind   connected | sent-text | sent-binary | received-text | received-binary |
-//               closed | error | info
+//               closed | error | info | explain (data-cause: see explain.js)
 //   data-text   the text of a text message
 //   data-hex    the bytes of a binary message, lowercase hex without separators
 //   data-length the byte length of a binary message
@@ -28,7 +30,6 @@
   const status = $("status");
   const log = $("log");
 
-  const MAX_LOG_LINES = 500;
   const MAX_HEX_SHOWN = 256;  // bytes shown in the log; data-hex always has all of them
 
   let socket = null;
@@ -53,16 +54,11 @@
     return bytes.length > MAX_HEX_SHOWN ? shown + " …" : shown;
   }
 
-  function addLine(kind, cssClass, text, data) {
-    const li = document.createElement("li");
-    li.className = cssClass;
-    li.dataset.kind = kind;
-    for (const [key, value] of Object.entries(data || {})) li.dataset[key] = String(value);
-    li.textContent = text;
-    const atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
-    log.appendChild(li);
-    while (log.childElementCount > MAX_LOG_LINES) log.firstElementChild.remove();
-    if (atBottom) log.scrollTop = log.scrollHeight;
+  const logger = kgLog.create(log);
+  const problem = $("problem");
+
+  function addLine(kind, text, data) {
+    logger.add(kind, text, data);
   }
 
   function setState(state) {
@@ -76,8 +72,8 @@
     sendBinaryButton.disabled = !open;
   }
 
-  function logBinary(kind, cssClass, label, bytes) {
-    addLine(kind, cssClass, `${label}: ${spacedHex(bytes)} (${bytes.length} bytes)`,
+  function logBinary(kind, bytes) {
+    addLine(kind, `${spacedHex(bytes)} (${bytes.length} bytes)`,
             { hex: hex(bytes), length: bytes.length });
   }
 
@@ -87,42 +83,49 @@
     try {
       ws = new WebSocket(url);
     } catch (err) {  // a malformed URL throws synchronously
-      addLine("error", "error", `ERROR: ${err.message}`);
+      addLine("error", err.message);
       return;
     }
     ws.binaryType = "arraybuffer";
     socket = ws;
+    let opened = false;
+    kgExplain.hide(problem);
     setState("connecting");
-    addLine("info", "info", `CONNECTING: ${url}`);
+    addLine("info", `connecting to ${url}`);
 
     ws.onopen = () => {
       if (ws !== socket) return;
+      opened = true;
       setState("connected");
-      addLine("connected", "info", "CONNECTED", { url });
+      addLine("connected", url, { url });
     };
     ws.onmessage = (event) => {
       if (ws !== socket) return;
       if (typeof event.data === "string") {
-        addLine("received-text", "received", `RECEIVED TEXT: ${event.data}`, { text: event.data });
+        addLine("received-text", event.data, { text: event.data });
       } else if (event.data instanceof ArrayBuffer) {
-        logBinary("received-binary", "received", "RECEIVED BINARY", new Uint8Array(event.data));
+        logBinary("received-binary", new Uint8Array(event.data));
       } else {  // a Blob, should binaryType ever be changed back
         event.data.arrayBuffer().then((buffer) =>
-          logBinary("received-binary", "received", "RECEIVED BINARY", new Uint8Array(buffer)));
+          logBinary("received-binary", new Uint8Array(buffer)));
       }
     };
     ws.onerror = () => {
       if (ws !== socket) return;
-      // The browser gives no detail on purpose; the close event follows with a code.
-      addLine("error", "error", "ERROR: WebSocket error");
+      // The browser gives no detail on purpose; the close event follows with a code, and
+      // explain.js works out the likely cause.
+      addLine("error", opened ? "WebSocket error" : "WebSocket error: the connection failed");
     };
     ws.onclose = (event) => {
       if (ws !== socket) return;
       socket = null;
       setState("disconnected");
       const reason = event.reason ? ` reason "${event.reason}"` : "";
-      addLine("closed", "closed", `CLOSED: code ${event.code}${reason}${event.wasClean ? "" : " (not clean)"}`,
+      addLine("closed", `code ${event.code} ${kgExplain.closeMeaning(event.code)}${reason}` +
+              `${event.wasClean ? "" : " (not clean)"}`,
               { code: event.code, reason: event.reason, clean: event.wasClean });
+      kgExplain.explainClose(event, url, opened)
+        .then((explanation) => kgExplain.report(logger, problem, explanation));
     };
   }
 
@@ -137,7 +140,7 @@
     if (!socket || socket.readyState !== WebSocket.OPEN) return;
     const text = messageInput.value;
     socket.send(text);
-    addLine("sent-text", "sent", `SENT: ${text}`, { text });
+    addLine("sent-text", text, { text });
   }
 
   function sendBinary() {
@@ -145,7 +148,7 @@
     const bytes = new TextEncoder().encode(messageInput.value);
     // an ArrayBuffer of exactly these bytes: a binary frame
     socket.send(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
-    logBinary("sent-binary", "sent", "SENT BINARY", bytes);
+    logBinary("sent-binary", bytes);
   }
 
   connectButton.addEventListener("click", connect);
@@ -158,7 +161,7 @@
   urlInput.addEventListener("keydown", (event) => {
     if (event.key === "Enter" && !connectButton.disabled) connect();
   });
-  $("clear").addEventListener("click", () => log.replaceChildren());
+  $("clear").addEventListener("click", () => logger.clear());
 
   urlInput.value = defaultUrl();
   setState("disconnected");

@@ -6,8 +6,11 @@
 // with an optional selector, unsubscribe from the list, send text or binary with up to three
 // custom properties, and send inside a transaction that is then committed or rolled back.
 //
-// Every log line is an <li> with data-* attributes carrying exact values for tests:
-//   data-kind         connected | subscribed | unsubscribed | sent | message | tx | error | closed
+// The log is web/log.js's (time, kind, text; newest at the bottom); why a connection failed
+// or closed is said by web/explain.js and, for a refused STOMP CONNECT, explainStompError().
+// Every log line has data-* attributes carrying exact values for tests:
+//   data-kind         connected | subscribed | unsubscribed | sent | message | tx | error |
+//                     closed | explain (data-cause: login-refused, not-found, origin, ...)
 //   data-destination  a message's destination;  data-subscription  its subscription id
 //   data-body         a text body, or the hex of a binary one (data-binary="true")
 //   data-headers      every header of a received MESSAGE, as JSON
@@ -19,7 +22,6 @@
   const status = $("status");
   const log = $("log");
   const subscriptionList = $("subscriptions");
-  const MAX_LOG_LINES = 500;
 
   let client = null;
   let transaction = null;
@@ -36,15 +38,11 @@
     return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
   }
 
+  const logger = kgLog.create(log);
+  const problem = $("problem");
+
   function addLine(kind, text, data) {
-    const li = document.createElement("li");
-    li.className = { message: "received", sent: "sent", error: "error", closed: "closed" }[kind]
-      || "info";
-    li.dataset.kind = kind;
-    for (const [key, value] of Object.entries(data || {})) li.dataset[key] = String(value);
-    li.textContent = text;
-    log.prepend(li);
-    while (log.children.length > MAX_LOG_LINES) log.lastChild.remove();
+    logger.add(kind, text, data);
   }
 
   function setState(state, text) {
@@ -95,28 +93,65 @@
     $("txStatus").textContent = open ? `transaction ${transaction.id} open` : "no transaction";
   }
 
+  // The gateway's refusal of a STOMP CONNECT, in words (its ERROR frame's message header).
+  function explainStompError(message, login) {
+    if (/authentication failed/i.test(message)) {
+      return { cause: "login-refused",
+               text: `The gateway refused the login${login ? ` of user "${login}"` : " (no user given)"}: ` +
+                     "the service has a realm and checks the User and Password of the " +
+                     "STOMP CONNECT against it. Check both and connect again." };
+    }
+    if (/not authorized|forbidden|role/i.test(message)) {
+      return { cause: "not-authorized",
+               text: "The login was accepted but this user may not use the service " +
+                     "(its <authorization-constraint> requires a role the user lacks)." };
+    }
+    return { cause: "stomp-error", text: `The gateway or broker refused: ${message}.` };
+  }
+
   function connect() {
     setState("connecting", "connecting…");
+    kgExplain.hide(problem);
+    const url = $("url").value;
+    const login = $("login").value;
+    let connected = false;
+    let refused = false;  // an ERROR frame explained the end already
     const headers = {};
     if ($("login").value) headers.login = $("login").value;
     if ($("passcode").value) headers.passcode = $("passcode").value;
+    let opened = false;  // the WebSocket opened (a 1006 before that: a refused handshake)
     client = new StompJs.Client({
-      brokerURL: $("url").value,
+      // stompjs's own way of opening it (same subprotocols), so the page sees the open
+      webSocketFactory: () => {
+        const ws = new WebSocket(url, ["v12.stomp", "v11.stomp", "v10.stomp"]);
+        ws.addEventListener("open", () => { opened = true; });
+        return ws;
+      },
       connectHeaders: headers,
       reconnectDelay: 0,
       onConnect: (frame) => {
+        connected = true;
         setState("connected", `connected (STOMP ${frame.headers.version})`);
         // kgateway says whether its broker connection is up; other servers say nothing.
         setBroker(frame.headers["kgateway-broker"] === "unavailable" ? "unavailable" : "up");
-        addLine("connected", `CONNECTED to ${$("url").value}`,
+        addLine("connected", `${url} (STOMP ${frame.headers.version})`,
                 { version: frame.headers.version });
       },
       onStompError: (frame) => {
-        addLine("error", `ERROR: ${frame.headers.message}${frame.body ? " — " + frame.body : ""}`,
+        addLine("error", `${frame.headers.message}${frame.body ? " — " + frame.body : ""}`,
                 { message: frame.headers.message });
+        if (!connected) {
+          refused = true;
+          kgExplain.report(logger, problem, explainStompError(frame.headers.message || "", login));
+        }
       },
       onWebSocketClose: (event) => {
-        addLine("closed", `CLOSED: ${event.code} ${event.reason || ""}`, { code: event.code });
+        addLine("closed", `code ${event.code} ${kgExplain.closeMeaning(event.code)}` +
+                (event.reason ? ` reason "${event.reason}"` : ""), { code: event.code });
+        if (!refused) {
+          kgExplain.explainClose(event, url, opened || connected)
+            .then((explanation) => kgExplain.report(logger, problem, explanation));
+        }
         subscriptions.clear();
         renderSubscriptions();
         transaction = null;
@@ -134,7 +169,7 @@
     const binary = (message.headers["content-type"] || "").startsWith("application/octet-stream");
     const body = binary ? hex(message.binaryBody) : message.body;
     const headers = message.headers;
-    addLine("message", `RECEIVED from ${headers.destination}: ${binary ? "[binary] " : ""}${body}` +
+    addLine("message", `from ${headers.destination}: ${binary ? "[binary] " : ""}${body}` +
             `  ${JSON.stringify(headers)}`,
             { destination: headers.destination, subscription: headers.subscription, body,
               binary, headers: JSON.stringify(headers) });
@@ -147,7 +182,7 @@
     const handle = client.subscribe(destination, onMessage, headers);
     subscriptions.set(handle.id, { destination, selector, handle });
     renderSubscriptions();
-    addLine("subscribed", `SUBSCRIBED to ${destination}${selector ? " where " + selector : ""}`,
+    addLine("subscribed", `${destination}${selector ? " where " + selector : ""}`,
             { destination, subscription: handle.id });
   }
 
@@ -157,7 +192,7 @@
     sub.handle.unsubscribe();
     subscriptions.delete(id);
     renderSubscriptions();
-    addLine("unsubscribed", `UNSUBSCRIBED from ${sub.destination}`,
+    addLine("unsubscribed", sub.destination,
             { destination: sub.destination, subscription: id });
   }
 
@@ -197,7 +232,7 @@
     }
     client.publish(params);
     if (brokerState === "unavailable") setBroker("unavailable"); // the count
-    addLine("sent", `SENT to ${destination}${inTransaction ? " in " + transaction.id : ""}: ${text}`,
+    addLine("sent", `to ${destination}${inTransaction ? " in " + transaction.id : ""}: ${text}`,
             { destination, body: text, transaction: inTransaction ? transaction.id : "" });
   }
 
@@ -224,6 +259,6 @@
     transaction = null;
     updateTx(true);
   });
-  $("clear").addEventListener("click", () => log.replaceChildren());
+  $("clear").addEventListener("click", () => logger.clear());
   setState("disconnected");
 })();
