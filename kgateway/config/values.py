@@ -6,6 +6,7 @@ with a message that says what was expected; the loader adds the file and line.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -115,6 +116,16 @@ class URI:
     @property
     def is_tls(self) -> bool:
         return self.scheme in TLS_SCHEMES or self.scheme == "stomp+ssl"
+
+    @property
+    def is_loopback(self) -> bool:
+        """Reachable from this machine only: ``localhost``, 127.0.0.0/8 or ``::1``."""
+        if self.host.lower() == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
 
     @property
     def authority(self) -> str:

@@ -12,8 +12,9 @@ refusals, the state of its back ends (proxy targets, brokers, Enterprise Shield 
 connections) and its messaging counters; the open client connections (client address, age,
 bytes so far, back end); and the last warnings and errors the gateway logged.
 
-The page shows client addresses and errors: give the service a ``<realm-name>`` (README,
-"Authentication and authorization"), as for ``metrics``. Its look comes from the tutorials'
+The page shows client addresses and errors: an accept other than loopback (``localhost``,
+127.0.0.1, ``[::1]``) needs a ``<realm-name>`` (README, "Authentication and authorization"),
+else the config is refused: fail-closed, the page is never public by accident. Its look comes from the tutorials'
 ``style.css`` one folder up (``../style.css``), served when the status page shares its port
 with the tutorials' directory service, as in ``etc/gateway.xml``; the page works without it.
 Its files ship inside the package (``status_page/``): no CDN, nothing to install.
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
@@ -31,9 +33,15 @@ from twisted.web.iweb import IRequest
 from zope.interface import implementer
 
 from kgateway import __version__
-from kgateway.config import ServiceConfig, parse_positive_int
+from kgateway.config import ConfigError, Problem, ServiceConfig, parse_positive_int
 from kgateway.interfaces import IHTTPService, IMessageStats
-from kgateway.services.base import GatewayStatus, PropertySpec, ServiceBase, ServiceType
+from kgateway.services.base import (
+    GatewayStatus,
+    PropertySpec,
+    ServiceBase,
+    ServiceType,
+    check_properties,
+)
 from kgateway.services.health import assess
 
 PROPERTIES = {
@@ -155,9 +163,21 @@ class StatusService(ServiceBase):
         return self.resource
 
 
+def _check(config: ServiceConfig, resolve: object) -> Mapping[str, Any]:
+    values = check_properties(config, PROPERTIES)
+    public = [str(uri) for uri in config.accepts if not uri.is_loopback]
+    if public and config.realm_name is None:
+        raise ConfigError([Problem(config.file, config.line, (
+            f"service {config.name!r}: the status page shows client addresses and errors: "
+            f"{', '.join(public)} is reachable from other machines, so add a <realm-name> "
+            "(or accept on localhost only)"))])
+    return values
+
+
 SERVICE_TYPE = ServiceType(
     name="status",
     accept_schemes=frozenset({"http", "https"}),
     properties=PROPERTIES,
+    custom_check=_check,
     build=lambda context: StatusService(context.config, context.status),
 )

@@ -6,9 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from twisted.logger import LogLevel
 from twisted.web.test.requesthelper import DummyRequest
 
+from kgateway.config import ConfigError
 from kgateway.services.base import GatewayStatus
 from kgateway.services.status import report
 from tests.helpers import make_certs
@@ -21,7 +23,7 @@ SERVICES = (
     "<connect>tcp://b1:9</connect><type>proxy</type></service>"
     "<service><name>stomp</name><accept>ws://h:1/jms</accept><type>jms</type>"
     "<connect>stomp://mq:61613</connect></service>"
-    "<service><name>status</name><accept>http://h:1/status</accept><type>status</type>"
+    "<service><name>status</name><accept>http://localhost:1/status</accept><type>status</type>"
     "{props}</service>")
 
 
@@ -131,3 +133,21 @@ def test_shield_ready_counts_make_a_dmz_degraded_until_an_internal_gateway_dials
     backplanes.ready = 2
     data = report(status)
     assert data["health"] == "ok" and data["shield"] == {"reverse+wss://dmz:9443/shield": 2}
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "gw.example.com", "[2001:db8::1]", "10.0.0.1"])
+def test_a_status_page_reachable_from_other_machines_needs_a_realm(tmp_path: Path,
+                                                                   host: str) -> None:
+    body = f"<service><name>ops</name><accept>http://{host}:1/status</accept>" \
+           "<type>status</type></service>"
+    with pytest.raises(ConfigError) as e:
+        load(tmp_path, body)
+    [problem] = [str(p) for p in e.value.problems]
+    assert "'ops'" in problem and "<realm-name>" in problem and host in problem
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "127.0.0.2", "[::1]"])
+def test_a_status_page_on_loopback_only_needs_no_realm(tmp_path: Path, host: str) -> None:
+    body = f"<service><name>ops</name><accept>http://{host}:1/status</accept>" \
+           "<type>status</type></service>"
+    assert load(tmp_path, body).services[0].realm_name is None
