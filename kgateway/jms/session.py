@@ -1,8 +1,13 @@
 """One STOMP client of the ``jms`` service: the per-connection state machine.
 
-(About 700 lines on purpose: one client's state, with a handler per STOMP command found by
-name, ``_on_<command>``, like Twisted's ``irc_<COMMAND>`` or h11's connection; the pieces it
-shares with other clients live in fanout.py, broker.py and destinations.py.)
+(About 1,150 lines, over the house's ~500, on purpose: one client's state and the one class
+that changes it, with a handler per STOMP command found by name, ``_on_<command>``, like
+Twisted's ``irc_<COMMAND>`` or h11's connection. Login, destination rules, in-flight
+budgets, client-ack bookkeeping and transactions all read and write the same few fields of
+that state (its phase, its subscriptions, its budget, its broker connection); split across
+objects they would reach into each other. What it shares with other clients lives in
+fanout.py, broker.py, destinations.py and rules.py; the first cut, if it grows, is the
+module-level helpers (``Admission``, ``JmsHost``, ``SessionSettings``) into a host module.)
 
     CONNECTING --CONNECT/STOMP--> (client-id? wait for its own broker connection) --> OPEN
     OPEN --SEND/SUBSCRIBE/ACK/BEGIN...--> broker connection(s)      <--MESSAGE/RECEIPT--
