@@ -7,7 +7,8 @@ this process, so it needs nothing on PATH and no twistd.pid: several run in one 
 ``kgateway reload PID|PIDFILE``: ask a running gateway to reload its configuration
 (SIGHUP; ``kill -HUP PID`` and ``systemctl reload kgateway`` do the same).
 
-``kgateway check CONFIG``: validate a configuration without starting anything.
+``kgateway check CONFIG [--workers N]``: validate a configuration without starting anything
+(with ``--workers``: also that it can run as N processes, ``kgateway.workers.workers_problems``).
 
 Prints each service with its properties substituted, or every problem as file:line, and
 exits 1 on error (2 on a usage error).
@@ -72,6 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     check.add_argument("config", nargs="?", default="etc/gateway.xml")
     check.add_argument("-D", dest="defines", action="append", default=[],
                        metavar="NAME=VALUE", help="override a property")
+    check.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="also check that the file can run as N worker processes")
     certs = commands.add_parser("certs", help="make a private CA and certificates for TLS")
     certs.add_argument("folder")
     certs.add_argument("names", nargs="+", metavar="NAME", help="host name of each certificate")
@@ -119,6 +122,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(e, file=sys.stderr)
         print(f"{args.config}: {len(e.problems)} problem(s)", file=sys.stderr)
+        return 1
+    from kgateway.workers import workers_problems
+
+    problems = workers_problems(cfg, args.workers)
+    if problems:
+        print("\n".join(f"{args.config}: {p}" for p in problems), file=sys.stderr)
         return 1
     print(describe_config(cfg))
     return 0

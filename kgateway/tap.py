@@ -35,6 +35,7 @@ from kgateway.listeners import ListenError
 from kgateway.services import load_config
 from kgateway.systemd import Notifier
 from kgateway.transport.tls import TLSConfigError
+from kgateway.workers import workers_problems
 
 LOG_FORMATS = ("text", "json")
 
@@ -92,9 +93,9 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         if self["workers"] > 1 and self["worker"] is None:
             # The supervisor only checks the file; each worker loads it for itself.
-            for uri in (u for s in self._load().services for u in s.accepts):
-                if uri.port == 0:
-                    raise usage.UsageError(f"--workers needs fixed ports, not {uri}")
+            problems = workers_problems(self._load(), self["workers"])
+            if problems:
+                raise usage.UsageError("; ".join(problems))
             return
         self["gateway"] = self._load()
 

@@ -13,6 +13,20 @@ N workers`` once all are (and tells systemd ``READY=1``: kgateway.systemd), forw
 SIGTERM (and SIGINT) to them, waits for their drains and exits when they have ended. SIGHUP
 is forwarded too: each worker reloads its configuration. If every worker exits on its own
 (a port it cannot bind), the supervisor exits with status 1.
+
+Some configurations cannot run as several workers (:func:`workers_problems`, checked by the
+supervisor before it starts any worker and by ``kgateway check --workers N``):
+
+* an accept on port 0: each worker would get a different port;
+* the DMZ side of Enterprise Shield (a ``reverse+wss://`` connect): its backplane port
+  would be shared by the workers, and the kernel hands each reverse connection to any of
+  them, so the worker holding a waiting public client need not be the one a reverse
+  connection reaches: a client could wait for a connection another worker got. Pairing
+  across processes would need a shared broker of reverse connections; the DMZ side is
+  refused instead (run it as one process; several DMZ gateways behind a balancer, each with
+  its own backplane port, is the Shield HA topology). The internal side (a
+  ``reverse+wss://`` accept) runs with ``--workers``: each worker dials its own reverse
+  connections (N times as many), every one of which pairs on the one-process DMZ.
 """
 
 from __future__ import annotations
@@ -48,6 +62,26 @@ def notify_ready() -> None:
         os.close(int(fd))
     except OSError:
         log.failure("cannot tell the supervisor this worker is ready")
+
+
+def workers_problems(config: Any, workers: int) -> list[str]:
+    """Why *config* (a ``GatewayConfig``: this floor-0 module does not import it) cannot
+    run as *workers* processes (see the module docstring); empty if it can."""
+    if workers <= 1:
+        return []
+    problems = []
+    for svc in config.services:
+        for uri in svc.accepts:
+            if uri.port == 0:
+                problems.append(f"service {svc.name!r}: --workers needs fixed ports, not {uri}")
+        for uri in svc.connects:
+            if uri.is_reverse:
+                problems.append(
+                    f"service {svc.name!r}: --workers cannot run the DMZ side of Enterprise "
+                    f"Shield ({uri}): the workers would share its backplane port and a "
+                    "reverse connection could reach a worker other than the one whose "
+                    "client waits for it; run this gateway as one process")
+    return problems
 
 
 class ReusePortServerEndpoint:

@@ -43,8 +43,10 @@ from kgateway.transport.tracker import note_backend
 log = Logger()
 
 PROPERTIES = {
-    # write-buffer size per side at which reading from the other side pauses
-    "maximum.pending.bytes": PropertySpec(parse_size, 64 * 1024),
+    # write-buffer size per side at which reading from the other side pauses; also
+    # Twisted's read size on both sockets (README: "Flow control"; 64k paused and resumed
+    # a socket about once per 64 KiB message)
+    "maximum.pending.bytes": PropertySpec(parse_size, 256 * 1024),
     # with several <connect>: round-robin or least-connections (kgateway.balancer)
     "connect.strategy": PropertySpec(parse_strategy, "round-robin"),
     # TCP probe of each <connect> target; default 5sec with several targets, else off

@@ -26,6 +26,11 @@ from autobahn.twisted.websocket import WebSocketClientProtocol, WebSocketServerP
 from autobahn.websocket.protocol import WebSocketProtocol
 
 from kgateway.interfaces import BAD_GATEWAY, NORMAL
+from kgateway.transport import autobahnlog
+
+# Autobahn pretty-prints its options for a debug line on every connection: not when
+# debug logging is off (transport.autobahnlog).
+autobahnlog.install()
 
 #: registered codes a peer may send (RFC 6455 7.4.1 and the IANA registry) that Autobahn's
 #: receive check does not know

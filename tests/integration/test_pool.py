@@ -18,11 +18,13 @@ import threading
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 import websocket
 
+from kgateway.certs import make_certificate
 from kgateway.protocols.proxy_protocol import build_v1, build_v2
 from tests.balancers import (
     HAProxy,
@@ -33,6 +35,7 @@ from tests.balancers import (
     servers,
 )
 from tests.helpers import (
+    ROOT,
     GatewayProcess,
     free_port,
     gateway_xml,
@@ -573,3 +576,17 @@ def test_the_proxy_header_comes_before_tls(tmp_path) -> None:  # type: ignore[no
         ws.close()
         gw.wait_for(r"access: service=echo-ssl peer=198.51.100.7:40001 ")
         gw.wait_for(r"access: service=echo-wss peer=198.51.100.8:40002 ")
+
+
+def test_workers_refuse_the_shield_dmz_side_with_the_reason(tmp_path: Path) -> None:
+    make_certificate(str(tmp_path), "dmz.example.com", [])
+    dmz = os.path.join(ROOT, "etc", "examples", "enterprise-shield", "dmz.xml")
+    backplane = f"reverse+wss://127.0.0.1:{free_port()}/shield"
+    gw = GatewayProcess(dmz, defines=[f"certs={tmp_path}", "dmz.hostname=127.0.0.1",
+                                      f"public.port={free_port()}", f"backplane={backplane}"],
+                        args=["--workers", "2"], name="shield-workers")
+    gw.start(wait_for=None)
+    assert gw.proc is not None and gw.proc.wait(30) != 0
+    gw.wait_for(r"--workers cannot run the DMZ side of Enterprise Shield "
+                r"\(reverse\+wss://127\.0\.0\.1:\d+/shield/echo\)")
+    assert "kgateway ready" not in gw.log()

@@ -45,3 +45,16 @@ def test_example_passes_kgateway_check(examples: str, config: str,
 
 def test_there_are_examples() -> None:
     assert len(CONFIGS) >= 6
+
+
+def test_workers_refuse_the_shield_dmz_side_and_run_the_internal_side(
+        examples: str, capsys: pytest.CaptureFixture[str]) -> None:
+    shield = os.path.join(examples, "enterprise-shield")
+    dmz, internal = os.path.join(shield, "dmz.xml"), os.path.join(shield, "internal.xml")
+    assert cli.main(["check", dmz, "--workers", "1"]) == 0
+    capsys.readouterr()
+    assert cli.main(["check", dmz, "--workers", "2"]) == 1
+    err = capsys.readouterr().err
+    assert "--workers cannot run the DMZ side of Enterprise Shield (reverse+wss://" in err
+    assert "run this gateway as one process" in err
+    assert cli.main(["check", internal, "--workers", "2"]) == 0, capsys.readouterr().err

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from twisted.internet import defer
-from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
@@ -144,3 +144,20 @@ def test_dial_endpoint_goes_direct_unless_http_proxy_is_set(tmp_path: Path) -> N
     assert isinstance(tunnel, HTTPTunnelEndpoint)
     assert (tunnel.host, tunnel.port, tunnel.credentials) == ("db", 5432, ("u", "p"))
     assert tunnel.proxy_name == "proxy.corp:3128"
+
+
+def test_an_ip_address_is_dialled_without_the_resolver() -> None:
+    reactor = MemoryReactorClock()
+    defaults = {k: v for k, (_, v) in CONNECT_OPTIONS.items()}
+    options = Options({}, defaults)
+    v4 = dial_endpoint(reactor, "127.0.0.1", 5432, options, 7)
+    v6 = dial_endpoint(reactor, "::1", 5432, options, 7)
+    assert isinstance(v4, TCP4ClientEndpoint) and isinstance(v6, TCP6ClientEndpoint)
+    v4.connect(Factory.forProtocol(Protocol))
+    v6.connect(Factory.forProtocol(Protocol))
+    assert [(host, port, timeout) for host, port, _, timeout, _ in reactor.tcpClients] == \
+        [("127.0.0.1", 5432, 7), ("::1", 5432, 7)]
+    proxied = dial_endpoint(reactor, "db", 5432, Options({"http.proxy": ("10.0.0.1", 3128)},
+                                                            defaults), 7)
+    assert isinstance(proxied, HTTPTunnelEndpoint)
+    assert isinstance(proxied.proxy, TCP4ClientEndpoint)
