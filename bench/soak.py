@@ -36,11 +36,12 @@ consumer count of the soak queue at RabbitMQ (a passive queue.declare: rabbitmqc
 ~0.5 s of CPU per call, too much every 10 s on 2 cores). ActiveMQ's consumer counts are not
 sampled (the gateway's kgateway_jms_broker_subscriptions stands for its topic side).
 
-``--tracemalloc``: the gateway starts with PYTHONTRACEMALLOC=25 and bench/soak_site on its
-PYTHONPATH (a sitecustomize that dumps a snapshot when asked through a FIFO, see there), so
-snapshots at the start and the end of the load are compared without touching kgateway/; the
-top differences by line go into the report. Tracing slows the gateway and adds to its RSS:
-compare slopes only between runs of the same mode.
+``--tracemalloc``: the gateway starts with bench/soak_site on its PYTHONPATH (a
+sitecustomize that starts tracing and dumps snapshots when asked through a FIFO, see
+there): tracing starts with the load (25 frames), a first snapshot is taken once the load
+is warm (a tenth of the run, 5 s to 5 min), the last one after the drain, all without
+touching kgateway/; the top differences by line go into the report. Tracing slows the
+gateway and adds to its RSS: compare slopes only between runs of the same mode.
 
 Writes bench/out/soak.json, soak.md (samples table, totals, lost and duplicate counts, fds
 and RSS start/peak/end, RSS slope in MiB/h over the second half) and soak.png (RSS and fds
@@ -659,16 +660,29 @@ class Snapshots:
     def env(self) -> dict[str, str]:
         site = os.path.join(ROOT, "bench", "soak_site")
         path = os.pathsep.join(p for p in (site, os.environ.get("PYTHONPATH")) if p)
-        return {"PYTHONTRACEMALLOC": "25", "PYTHONPATH": path,
-                "KGATEWAY_SOAK_SNAPSHOTS": self.fifo}
+        return {"PYTHONPATH": path, "KGATEWAY_SOAK_SNAPSHOTS": self.fifo}
+
+    def _ask(self, line: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:  # ENXIO until the gateway's thread has (re)opened the FIFO to read
+                fd = os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        try:
+            os.write(fd, (line + "\n").encode())
+        finally:
+            os.close(fd)
+
+    def start(self, frames: int = 25) -> None:
+        self._ask(f"start {frames}")
 
     def take(self, name: str, timeout: float = 120) -> str:
         target = os.path.join(self.folder, f"{name}.tracemalloc")
-        fd = os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK)  # the gateway's thread reads
-        try:
-            os.write(fd, (target + "\n").encode())
-        finally:
-            os.close(fd)
+        self._ask(target)
         deadline = time.monotonic() + timeout
         while not os.path.exists(target):  # polling a real condition, with a deadline
             if time.monotonic() > deadline:
@@ -677,7 +691,7 @@ class Snapshots:
         return target
 
 
-def compare_snapshots(first: str, last: str, top: int = 25) -> list[dict[str, Any]]:
+def compare_snapshots(first: str, last: str, top: int = 25) -> dict[str, Any]:
     import tracemalloc
 
     before = tracemalloc.Snapshot.load(first)
@@ -685,9 +699,11 @@ def compare_snapshots(first: str, last: str, top: int = 25) -> list[dict[str, An
     ignore = [tracemalloc.Filter(False, tracemalloc.__file__),
               tracemalloc.Filter(False, "<frozen importlib._bootstrap*>")]
     stats = after.filter_traces(ignore).compare_to(before.filter_traces(ignore), "lineno")
-    return [{"where": str(s.traceback[0]), "size_diff_kib": round(s.size_diff / 1024, 1),
-             "size_kib": round(s.size / 1024, 1), "count_diff": s.count_diff}
-            for s in stats[:top]]
+    return {"traced_kib": {"warm": round(sum(s.size - s.size_diff for s in stats) / 1024, 1),
+                           "end": round(sum(s.size for s in stats) / 1024, 1)},
+            "top": [{"where": str(s.traceback[0]), "size_diff_kib": round(s.size_diff / 1024, 1),
+                     "size_kib": round(s.size / 1024, 1), "count_diff": s.count_diff}
+                    for s in stats[:top]]}
 
 
 # -- the run -------------------------------------------------------------------------------
@@ -770,9 +786,9 @@ class Soak:
         env = self.snapshots.env() if self.snapshots else None
         gw = GatewayProcess(self.config(back_end), name="soak", env=env)
         self.gateway = gw
-        await asyncio.to_thread(gw.start)
-        await asyncio.to_thread(gw.wait_for, r"connected to broker .*jms#1", TIMEOUT)
         try:
+            await asyncio.to_thread(gw.start)
+            await asyncio.to_thread(gw.wait_for, r"connected to broker .*jms#1", TIMEOUT)
             return await self._load(gw, back_end)
         finally:
             gw.stop()
@@ -788,8 +804,8 @@ class Soak:
         self.started = time.monotonic()
         first = await asyncio.to_thread(self.sample, gw)
         self.samples.append(first)
-        snapshot_start = (await asyncio.to_thread(self.snapshots.take, "start")
-                          if self.snapshots else None)
+        if self.snapshots:
+            await asyncio.to_thread(self.snapshots.start)
         gateway_cpu0, driver_cpu0 = cpu_seconds(gw.pid), driver_cpu_seconds()
         ready = asyncio.Event()
 
@@ -829,7 +845,12 @@ class Soak:
         producer_tasks = [asyncio.create_task(p) for p in producers]
         consumer_tasks = [asyncio.create_task(c) for c in consumers]
 
-        await asyncio.sleep(args.duration)  # the soak itself
+        # the soak itself; with --tracemalloc, the first snapshot once the load is warm
+        warm = max(5.0, min(300.0, args.duration / 10)) if self.snapshots else 0.0
+        await asyncio.sleep(warm)
+        snapshot_start = (await asyncio.to_thread(self.snapshots.take, "warm")
+                          if self.snapshots else None)
+        await asyncio.sleep(args.duration - warm)
         print("stopping the producers, draining", flush=True)
         producing.set()
         halt_publishers.set()
@@ -856,16 +877,16 @@ class Soak:
         settled = await self.until(quiet, 20)
         last = await asyncio.to_thread(self.sample, gw)
         self.samples.append(last)
-        tracemalloc_top = None
+        traced = None
         if self.snapshots and snapshot_start:
             end = await asyncio.to_thread(self.snapshots.take, "end")
-            tracemalloc_top = compare_snapshots(snapshot_start, end)
+            traced = compare_snapshots(snapshot_start, end)
         return self.figures(first, last, drained, settled, gateway_cpu, driver_cpu,
-                            tracemalloc_top)
+                            traced)
 
     def figures(self, first: dict[str, Any], last: dict[str, Any], drained: bool,
                 settled: bool, gateway_cpu: float, driver_cpu: float,
-                tracemalloc_top: list[dict[str, Any]] | None) -> dict[str, Any]:
+                traced: dict[str, Any] | None) -> dict[str, Any]:
         samples = self.samples
         elapsed = last["t"]
         half = [s for s in samples if s["t"] >= elapsed / 2]
@@ -902,7 +923,7 @@ class Soak:
             "cpu_s": {"gateway": round(gateway_cpu, 2), "driver": round(driver_cpu, 2),
                       "driver_over_gateway": round(driver_cpu / gateway_cpu, 2)
                       if gateway_cpu else None},
-            "tracemalloc_top": tracemalloc_top,
+            "tracemalloc": traced,
             "samples": samples,
         }
 
@@ -947,11 +968,14 @@ def table(figures: dict[str, Any]) -> list[str]:
              f"{figures['gateway_log_warnings']}/{figures['gateway_log_errors']}",
              f"- driver errors: {figures['errors'] or 'none'}",
              f"- client counts: {figures['counts']}"]
-    if figures["tracemalloc_top"]:
-        rows += ["", "tracemalloc, end vs start, top by size difference:", "",
+    traced = figures["tracemalloc"]
+    if traced:
+        rows += ["", f"tracemalloc (traced from the load's start; after gc.collect()): "
+                 f"{traced['traced_kib']['warm']} KiB live at the warm snapshot, "
+                 f"{traced['traced_kib']['end']} KiB at the end; top by size difference:", "",
                  "| where | diff KiB | size KiB | count diff |", "|---|---:|---:|---:|"]
         rows += [f"| {t['where']} | {t['size_diff_kib']} | {t['size_kib']} "
-                 f"| {t['count_diff']} |" for t in figures["tracemalloc_top"]]
+                 f"| {t['count_diff']} |" for t in traced["top"]]
     return rows
 
 
