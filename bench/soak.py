@@ -497,7 +497,8 @@ def amqp_publisher(ports: list[int], queue: str, ledger: Ledger, halt: threading
                 m = mid()
                 try:
                     ch.basic_publish("", queue, m.encode(),
-                                     pika.BasicProperties(message_id=m), mandatory=True)
+                                     pika.BasicProperties(message_id=m, delivery_mode=2),
+                                     mandatory=True)
                     ledger.confirmed("amqp", m)
                 except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as e:
                     ledger.error("amqp.publisher", e)
@@ -723,6 +724,7 @@ class Soak:
         self.folder = tempfile.mkdtemp(prefix="kg-soak-")
         self.snapshots = Snapshots(self.folder) if args.tracemalloc else None
         self.started = 0.0
+        self.load_seconds = 0.0
         self.gateway: GatewayProcess | None = None
 
     def config(self, back_end: int) -> str:
@@ -781,8 +783,12 @@ class Soak:
 
     async def run(self) -> dict[str, Any]:
         server, back_end = await echo_back_end()
-        admin = pika.BlockingConnection(pika.ConnectionParameters(*RABBITMQ, heartbeat=0))
-        admin.channel().queue_declare(self.amqp_queue, arguments={"x-queue-type": "classic"})
+        # the shared broker may be restarting (another session's outage test): wait a while
+        admin = pika.BlockingConnection(pika.ConnectionParameters(
+            *RABBITMQ, heartbeat=0, connection_attempts=20, retry_delay=3))
+        # durable and persistent: a confirmed message must survive a broker restart too
+        admin.channel().queue_declare(self.amqp_queue, durable=True,
+                                      arguments={"x-queue-type": "classic"})
         env = self.snapshots.env() if self.snapshots else None
         gw = GatewayProcess(self.config(back_end), name="soak", env=env)
         self.gateway = gw
@@ -793,8 +799,12 @@ class Soak:
         finally:
             gw.stop()
             server.close()
-            admin.channel().queue_delete(self.amqp_queue)
-            admin.close()
+            try:
+                admin.channel().queue_delete(self.amqp_queue)
+                admin.close()
+            except pika.exceptions.AMQPError:  # the broker restarted meanwhile: a new one
+                with pika.BlockingConnection(pika.ConnectionParameters(*RABBITMQ)) as again:
+                    again.channel().queue_delete(self.amqp_queue)
 
     async def _load(self, gw: GatewayProcess, back_end: int) -> dict[str, Any]:
         args, ledger, rng = self.args, self.ledger, self.rng
@@ -866,6 +876,7 @@ class Soak:
             await asyncio.to_thread(t.join, TIMEOUT)
         sampling.set()
         await sampler
+        self.load_seconds = time.monotonic() - self.started
         gateway_cpu = cpu_seconds(gw.pid) - gateway_cpu0
         driver_cpu = driver_cpu_seconds() - driver_cpu0
 
@@ -895,6 +906,8 @@ class Soak:
             slope = statistics.linear_regression(
                 [s["t"] / 3600 for s in half], [s["rss_kib"] / 1024 for s in half]).slope
         metrics_end = last.get("metrics", {})
+        totals = self.ledger.totals()
+        load_s = max(self.load_seconds, 1e-3)
         return {
             "settings": {"seconds": self.args.duration, "load": self.args.load,
                          "sample_interval": self.args.sample_interval,
@@ -904,8 +917,8 @@ class Soak:
             "elapsed_s": elapsed,
             "drained": drained,
             "settled": settled,
-            "messages": self.ledger.totals(),
-            "lost": sum(t["lost"] or 0 for t in self.ledger.totals().values()),
+            "messages": totals,
+            "lost": sum(t["lost"] or 0 for t in totals.values()),
             "counts": dict(sorted(self.ledger.counts.items())),
             "errors": dict(self.ledger.errors),
             "error_examples": self.ledger.error_examples,
@@ -921,8 +934,12 @@ class Soak:
                         "slope_second_half_mib_per_h":
                             None if slope is None else round(slope, 2)},
             "cpu_s": {"gateway": round(gateway_cpu, 2), "driver": round(driver_cpu, 2),
+                      "gateway_pct_of_core": round(100 * gateway_cpu / load_s, 1),
+                      "driver_pct_of_core": round(100 * driver_cpu / load_s, 1),
                       "driver_over_gateway": round(driver_cpu / gateway_cpu, 2)
                       if gateway_cpu else None},
+            "rates_per_s": {flow: round((t["confirmed_sent"] or 0) / self.args.duration, 1)
+                            for flow, t in totals.items()},
             "tracemalloc": traced,
             "samples": samples,
         }
@@ -960,8 +977,12 @@ def table(figures: dict[str, Any]) -> list[str]:
              f"- RSS MiB start / peak / end: {rss['start']} / {rss['peak']} / {rss['end']}; "
              f"slope over the second half: {rss['slope_second_half_mib_per_h']} MiB/h",
              f"- fds start / peak / end: {fds['start']} / {fds['peak']} / {fds['end']}",
-             f"- CPU s during the load: gateway {cpu['gateway']}, driver {cpu['driver']} "
-             f"(driver/gateway {cpu['driver_over_gateway']})",
+             f"- CPU s during the load: gateway {cpu['gateway']} "
+             f"({cpu['gateway_pct_of_core']}% of one core), driver {cpu['driver']} "
+             f"({cpu['driver_pct_of_core']}%; every client, the proxy's back end), "
+             f"driver/gateway {cpu['driver_over_gateway']}",
+             "- confirmed/receipted messages per second: " + ", ".join(
+                 f"{flow} {rate}" for flow, rate in figures["rates_per_s"].items()),
              f"- connections accepted: {figures['accepted_by_service']}",
              f"- drained: {figures['drained']}; settled (0 open, fds back): "
              f"{figures['settled']}; gateway warnings/errors logged: "
