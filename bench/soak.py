@@ -61,6 +61,7 @@ import collections
 import json
 import os
 import random
+import re
 import resource
 import socket
 import statistics
@@ -113,6 +114,7 @@ class Ledger:
             flow: collections.Counter() for flow in FLOWS}
         self.acks: dict[str, set[str]] = {flow: set() for flow in ACKED}
         self.duplicates_not_redelivered = collections.Counter[str]()
+        self.unflagged: list[dict[str, Any]] = []  # the first duplicates not flagged
         self.errors: collections.Counter[str] = collections.Counter()
         self.error_examples: dict[str, str] = {}
 
@@ -129,6 +131,9 @@ class Ledger:
             received = self.received[flow]
             if received[mid] and not redelivered:
                 self.duplicates_not_redelivered[flow] += 1
+                if len(self.unflagged) < 20:
+                    self.unflagged.append({"flow": flow, "id": mid, "deliveries": received[mid],
+                                           "acked_before": mid in self.acks.get(flow, ())})
             received[mid] += 1
 
     def acked(self, flow: str, mid: str) -> None:
@@ -922,6 +927,9 @@ class Soak:
             "counts": dict(sorted(self.ledger.counts.items())),
             "errors": dict(self.ledger.errors),
             "error_examples": self.ledger.error_examples,
+            "duplicates_not_redelivered": self.ledger.unflagged,
+            "gateway_warnings": [line for line in (self.gateway.lines if self.gateway else [])
+                                 if re.search(r"#(warn|error|critical)\]", line)][:30],
             "accepted_by_service": metrics_end.get("accepted", {}),
             "open_connections_end": metrics_end.get("connections", {}),
             "gateway_log_warnings": metrics_end.get("log_warnings"),
@@ -988,6 +996,11 @@ def table(figures: dict[str, Any]) -> list[str]:
              f"{figures['settled']}; gateway warnings/errors logged: "
              f"{figures['gateway_log_warnings']}/{figures['gateway_log_errors']}",
              f"- driver errors: {figures['errors'] or 'none'}",
+             f"- duplicates not flagged redelivered (first 20): "
+             f"{figures['duplicates_not_redelivered'] or 'none'}",
+             "- gateway warnings (first 30): " + (
+                 "".join(f"\n  - `{line}`" for line in figures["gateway_warnings"])
+                 or "none"),
              f"- client counts: {figures['counts']}"]
     traced = figures["tracemalloc"]
     if traced:
