@@ -31,10 +31,12 @@ keeps the ids sent and received; lost = sent - received after a drain, and must 
 Duplicates are counted too, and those not flagged redelivered separately. Every
 ``--sample-interval`` (10 s) the sampler records the gateway's RSS (/proc/PID/status),
 open fds (/proc/PID/fd), CPU (/proc/PID/stat) against the driver's own (os.times: every
-thread of this process, back end included), the gateway's gauges from its /metrics, and the
-consumer count of the soak queue at RabbitMQ (a passive queue.declare: rabbitmqctl costs
-~0.5 s of CPU per call, too much every 10 s on 2 cores). ActiveMQ's consumer counts are not
-sampled (the gateway's kgateway_jms_broker_subscriptions stands for its topic side).
+thread of this process, back end included), the gateway's gauges from its /metrics, its heap
+(Python's allocated blocks, gc objects, glibc malloc in use and free: bench/soak_site, off
+with --no-introspect) and the consumer count of the soak queue at RabbitMQ (a passive
+queue.declare: rabbitmqctl costs ~0.5 s of CPU per call, too much every 10 s on 2 cores).
+ActiveMQ's consumer counts are not sampled (the gateway's kgateway_jms_broker_subscriptions
+stands for its topic side).
 
 ``--tracemalloc``: the gateway starts with bench/soak_site on its PYTHONPATH (a
 sitecustomize that starts tracing and dumps snapshots when asked through a FIFO, see
@@ -656,7 +658,8 @@ def rabbit_queue(queue: str) -> dict[str, int]:
 
 
 class Snapshots:
-    """tracemalloc snapshots of the gateway, asked for through bench/soak_site's FIFO."""
+    """Heap statistics and tracemalloc snapshots of the gateway, asked for through
+    bench/soak_site's FIFO."""
 
     def __init__(self, folder: str) -> None:
         self.folder = folder
@@ -686,15 +689,27 @@ class Snapshots:
     def start(self, frames: int = 25) -> None:
         self._ask(f"start {frames}")
 
+    def stats(self) -> dict[str, Any]:
+        target = os.path.join(self.folder, f"stats-{mid()}.json")
+        self._ask(f"stats {target}")
+        self._wait(target, 30)
+        with open(target) as f:
+            stats: dict[str, Any] = json.load(f)
+        os.unlink(target)
+        return stats
+
     def take(self, name: str, timeout: float = 120) -> str:
         target = os.path.join(self.folder, f"{name}.tracemalloc")
         self._ask(target)
+        self._wait(target, timeout)
+        return target
+
+    def _wait(self, target: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while not os.path.exists(target):  # polling a real condition, with a deadline
             if time.monotonic() > deadline:
-                raise TimeoutError(f"no tracemalloc snapshot {target} in {timeout}s")
-            time.sleep(0.2)
-        return target
+                raise TimeoutError(f"the gateway wrote no {target} in {timeout}s")
+            time.sleep(0.05)
 
 
 def compare_snapshots(first: str, last: str, top: int = 25) -> dict[str, Any]:
@@ -727,7 +742,7 @@ class Soak:
         self.jms_queue = f"/queue/soak.{self.tag}"
         self.http, self.amqp_tcp, self.front = free_port(), free_port(), free_port()
         self.folder = tempfile.mkdtemp(prefix="kg-soak-")
-        self.snapshots = Snapshots(self.folder) if args.tracemalloc else None
+        self.snapshots = Snapshots(self.folder) if args.introspect or args.tracemalloc else None
         self.started = 0.0
         self.load_seconds = 0.0
         self.gateway: GatewayProcess | None = None
@@ -754,6 +769,11 @@ class Soak:
             row["metrics"] = scrape(f"http://127.0.0.1:{self.http}/metrics")
         except OSError as e:
             self.ledger.error("sampler.metrics", e)
+        if self.snapshots:
+            try:
+                row["heap"] = self.snapshots.stats()
+            except (OSError, TimeoutError, ValueError) as e:
+                self.ledger.error("sampler.heap", e)
         try:
             row["rabbitmq"] = rabbit_queue(self.amqp_queue)
         except pika.exceptions.AMQPError as e:
@@ -819,7 +839,7 @@ class Soak:
         self.started = time.monotonic()
         first = await asyncio.to_thread(self.sample, gw)
         self.samples.append(first)
-        if self.snapshots:
+        if self.snapshots and args.tracemalloc:
             await asyncio.to_thread(self.snapshots.start)
         gateway_cpu0, driver_cpu0 = cpu_seconds(gw.pid), driver_cpu_seconds()
         ready = asyncio.Event()
@@ -861,10 +881,10 @@ class Soak:
         consumer_tasks = [asyncio.create_task(c) for c in consumers]
 
         # the soak itself; with --tracemalloc, the first snapshot once the load is warm
-        warm = max(5.0, min(300.0, args.duration / 10)) if self.snapshots else 0.0
+        warm = max(5.0, min(300.0, args.duration / 10)) if args.tracemalloc else 0.0
         await asyncio.sleep(warm)
         snapshot_start = (await asyncio.to_thread(self.snapshots.take, "warm")
-                          if self.snapshots else None)
+                          if self.snapshots and args.tracemalloc else None)
         await asyncio.sleep(args.duration - warm)
         print("stopping the producers, draining", flush=True)
         producing.set()
@@ -934,6 +954,7 @@ class Soak:
             "open_connections_end": metrics_end.get("connections", {}),
             "gateway_log_warnings": metrics_end.get("log_warnings"),
             "gateway_log_errors": metrics_end.get("log_errors"),
+            "heap_change": heap_change(first.get("heap"), last.get("heap")),
             "fds": {"start": first["fds"], "peak": max(s["fds"] for s in samples),
                     "end": last["fds"]},
             "rss_mib": {"start": round(first["rss_kib"] / 1024, 1),
@@ -953,10 +974,33 @@ class Soak:
         }
 
 
+def heap_change(first: dict[str, Any] | None,
+                last: dict[str, Any] | None) -> dict[str, str] | None:
+    """Python blocks, gc objects and glibc malloc figures, start -> end."""
+    if not first or not last:
+        return None
+    out = {key: f"{first[key]} -> {last[key]}" for key in ("allocated_blocks", "gc_objects")}
+    if first.get("malloc") and last.get("malloc"):
+        for key in ("in_use", "free", "mmapped"):
+            out[f"malloc_{key}_mib"] = (f"{first['malloc'][key] / 2**20:.2f} -> "
+                                        f"{last['malloc'][key] / 2**20:.2f}")
+    return out
+
+
+def heap_cells(heap: dict[str, Any] | None) -> str:
+    if not heap:
+        return " | "
+    malloc = heap.get("malloc") or {}
+    return (f"{heap['allocated_blocks'] / 1000:.0f} | "
+            + (f"{malloc['in_use'] / 2**20:.1f} / {malloc['free'] / 2**20:.1f}"
+               if malloc else ""))
+
+
 def table(figures: dict[str, Any]) -> list[str]:
     rows = ["| t s | RSS MiB | fds | open conns | jms broker subs | RabbitMQ consumers "
             "| gateway CPU % | driver CPU % | amqp sent/recv | jms queue sent/recv "
-            "| jms topic sent/recv |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+            "| jms topic sent/recv | Python blocks k | malloc in use / free MiB |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     prev = None
     for s in figures["samples"]:
         m = s.get("metrics", {})
@@ -972,7 +1016,8 @@ def table(figures: dict[str, Any]) -> list[str]:
             f"| {s.get('rabbitmq', {}).get('consumers', '')} | {gw_pct} | {drv_pct} "
             f"| {msgs['amqp']['sent']}/{msgs['amqp']['received']} "
             f"| {msgs['jms.queue']['sent']}/{msgs['jms.queue']['received']} "
-            f"| {msgs['jms.topic']['sent']}/{msgs['jms.topic']['received']} |")
+            f"| {msgs['jms.topic']['sent']}/{msgs['jms.topic']['received']} "
+            f"| {heap_cells(s.get('heap'))} |")
         prev = s
     rss, fds, cpu = figures["rss_mib"], figures["fds"], figures["cpu_s"]
     rows += ["", "| flow | confirmed/receipted sent | received | unique | duplicates "
@@ -985,6 +1030,7 @@ def table(figures: dict[str, Any]) -> list[str]:
              f"- RSS MiB start / peak / end: {rss['start']} / {rss['peak']} / {rss['end']}; "
              f"slope over the second half: {rss['slope_second_half_mib_per_h']} MiB/h",
              f"- fds start / peak / end: {fds['start']} / {fds['peak']} / {fds['end']}",
+             f"- heap start -> end: {figures['heap_change'] or 'not sampled'}",
              f"- CPU s during the load: gateway {cpu['gateway']} "
              f"({cpu['gateway_pct_of_core']}% of one core), driver {cpu['driver']} "
              f"({cpu['driver_pct_of_core']}%; every client, the proxy's back end), "
@@ -1066,6 +1112,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds allowed for every confirmed message to arrive")
     parser.add_argument("--tracemalloc", action="store_true",
                         help="trace the gateway's allocations, compare start and end")
+    parser.add_argument("--introspect", action=argparse.BooleanOptionalAction, default=True,
+                        help="sample the gateway's heap (Python blocks, glibc malloc) through "
+                             "bench/soak_site (default: yes)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", default=OUT)
     args = parser.parse_args(argv)
