@@ -1069,9 +1069,24 @@ def plot(figures: dict[str, Any], path: str) -> bool:
         return False
     samples = figures["samples"]
     t = [s["t"] / 60 for s in samples]
-    fig, rss_axis = plt.subplots(figsize=(9, 4.5))
+    heap = [s for s in samples if s.get("heap")]
+    if heap:
+        fig, (rss_axis, heap_axis) = plt.subplots(2, 1, figsize=(9, 7), sharex=True)
+        th = [s["t"] / 60 for s in heap]
+        heap_axis.plot(th, [s["heap"]["allocated_blocks"] / 1000 for s in heap],
+                       color="tab:green")
+        heap_axis.set_ylabel("Python allocated blocks (k)", color="tab:green")
+        heap_axis.set_xlabel("minutes")
+        if all(s["heap"].get("malloc") for s in heap):
+            malloc_axis = heap_axis.twinx()
+            malloc_axis.plot(th, [s["heap"]["malloc"]["in_use"] / 2**20 for s in heap],
+                             color="tab:red")
+            malloc_axis.set_ylabel("glibc malloc in use (MiB)", color="tab:red")
+    else:
+        fig, rss_axis = plt.subplots(figsize=(9, 4.5))
     rss_axis.plot(t, [s["rss_kib"] / 1024 for s in samples], color="tab:blue", label="RSS")
-    rss_axis.set_xlabel("minutes")
+    if not heap:
+        rss_axis.set_xlabel("minutes")
     rss_axis.set_ylabel("gateway RSS (MiB)", color="tab:blue")
     fd_axis = rss_axis.twinx()
     fd_axis.plot(t, [s["fds"] for s in samples], color="tab:orange", label="open fds")
