@@ -724,7 +724,12 @@ def compare_snapshots(first: str, last: str, top: int = 25) -> dict[str, Any]:
                            "end": round(sum(s.size for s in stats) / 1024, 1)},
             "top": [{"where": str(s.traceback[0]), "size_diff_kib": round(s.size_diff / 1024, 1),
                      "size_kib": round(s.size / 1024, 1), "count_diff": s.count_diff}
-                    for s in stats[:top]]}
+                    for s in stats[:top]],
+            # traced since the load began and alive after it, clients gone, gc run: the
+            # leak suspects (bounded caches too: tell them apart by running longer)
+            "live_at_end": [{"where": str(s.traceback[0]), "size_kib": round(s.size / 1024, 1),
+                             "count": s.count}
+                            for s in after.filter_traces(ignore).statistics("lineno")[:top]]}
 
 
 # -- the run -------------------------------------------------------------------------------
@@ -1056,6 +1061,10 @@ def table(figures: dict[str, Any]) -> list[str]:
                  "| where | diff KiB | size KiB | count diff |", "|---|---:|---:|---:|"]
         rows += [f"| {t['where']} | {t['size_diff_kib']} | {t['size_kib']} "
                  f"| {t['count_diff']} |" for t in traced["top"]]
+        rows += ["", "Allocated during the load and still alive at the end (every client "
+                 "gone, after gc.collect()):", "", "| where | KiB | blocks |", "|---|---:|---:|"]
+        rows += [f"| {t['where']} | {t['size_kib']} | {t['count']} |"
+                 for t in traced["live_at_end"]]
     return rows
 
 
