@@ -689,9 +689,10 @@ class Snapshots:
     def start(self, frames: int = 25) -> None:
         self._ask(f"start {frames}")
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self, collect: bool = False) -> dict[str, Any]:
+        """The gateway's heap figures; after a full collection if *collect*."""
         target = os.path.join(self.folder, f"stats-{mid()}.json")
-        self._ask(f"stats {target}")
+        self._ask(f"stats{'!' if collect else ''} {target}")
         self._wait(target, 30)
         with open(target) as f:
             stats: dict[str, Any] = json.load(f)
@@ -764,8 +765,10 @@ class Soak:
             service_xml("metrics", f"http://127.0.0.1:{self.http}/metrics", name="metrics"),
         ])
 
-    def sample(self, gw: GatewayProcess) -> dict[str, Any]:
-        """Blocking (run in a thread): one row of the samples table."""
+    def sample(self, gw: GatewayProcess, collect: bool = False) -> dict[str, Any]:
+        """Blocking (run in a thread): one row of the samples table. *collect*: the heap
+        figures after a gc.collect() in the gateway (first and last rows only: forcing
+        collections all along would change what the soak measures)."""
         row: dict[str, Any] = {
             "t": round(time.monotonic() - self.started, 1), "rss_kib": rss_kib(gw.pid),
             "fds": fd_count(gw.pid), "gateway_cpu_s": round(cpu_seconds(gw.pid), 2),
@@ -776,7 +779,8 @@ class Soak:
             self.ledger.error("sampler.metrics", e)
         if self.snapshots:
             try:
-                row["heap"] = self.snapshots.stats()
+                row["heap"] = self.snapshots.stats(collect)
+                row["heap"]["collected"] = collect
             except (OSError, TimeoutError, ValueError) as e:
                 self.ledger.error("sampler.heap", e)
         try:
@@ -842,7 +846,7 @@ class Soak:
         producing, consuming, sampling = asyncio.Event(), asyncio.Event(), asyncio.Event()
         halt_publishers, halt_consumers = threading.Event(), threading.Event()
         self.started = time.monotonic()
-        first = await asyncio.to_thread(self.sample, gw)
+        first = await asyncio.to_thread(self.sample, gw, True)
         self.samples.append(first)
         if self.snapshots and args.tracemalloc:
             await asyncio.to_thread(self.snapshots.start)
@@ -911,12 +915,14 @@ class Soak:
         driver_cpu = driver_cpu_seconds() - driver_cpu0
 
         def quiet() -> bool:
-            row = self.sample(gw)
-            open_ = sum(row.get("metrics", {}).get("connections", {}).values())
-            return open_ == 0 and row["fds"] <= first["fds"]
+            try:
+                gauges = scrape(f"http://127.0.0.1:{self.http}/metrics")
+            except OSError:
+                return False
+            return sum(gauges["connections"].values()) == 0 and fd_count(gw.pid) <= first["fds"]
 
         settled = await self.until(quiet, 20)
-        last = await asyncio.to_thread(self.sample, gw)
+        last = await asyncio.to_thread(self.sample, gw, True)
         self.samples.append(last)
         traced = None
         if self.snapshots and snapshot_start:
@@ -981,7 +987,8 @@ class Soak:
 
 def heap_change(first: dict[str, Any] | None,
                 last: dict[str, Any] | None) -> dict[str, str] | None:
-    """Python blocks, gc objects and glibc malloc figures, start -> end."""
+    """Python blocks, gc objects and glibc malloc figures, start -> end (both measured
+    after a gc.collect() in the gateway)."""
     if not first or not last:
         return None
     out = {key: f"{first[key]} -> {last[key]}" for key in ("allocated_blocks", "gc_objects")}

@@ -6,8 +6,11 @@ KGATEWAY_SOAK_SNAPSHOTS set to the path of a FIFO, a daemon thread blocks readin
 line written to the FIFO is a request:
 
     start N       tracemalloc.start(N): trace from now on, N frames per allocation
-    stats PATH    JSON to PATH: Python's allocated blocks, gc-tracked objects, glibc
-                  mallinfo2 (in use, free, mmapped), tracemalloc's traced and own memory
+    stats PATH    JSON to PATH: Python's allocated blocks, gc-tracked objects (garbage
+                  cycles the collector has not reached yet included), collections per
+                  generation, glibc mallinfo2 (in use, free, mmapped), tracemalloc's traced
+                  and own memory
+    stats! PATH   the same after a gc.collect(): what is really retained
     PATH          gc.collect(), then dump tracemalloc.take_snapshot() to PATH; the
                   collection first, so that garbage cycles awaiting the collector do not
                   pass for live objects
@@ -54,6 +57,7 @@ def _mallinfo() -> dict[str, int] | None:
 def _stats() -> dict[str, Any]:
     traced = tracemalloc.get_traced_memory() if tracemalloc.is_tracing() else (0, 0)
     return {"allocated_blocks": sys.getallocatedblocks(), "gc_objects": len(gc.get_objects()),
+            "gc_collections": [g["collections"] for g in gc.get_stats()],
             "malloc": _mallinfo(), "traced": traced[0], "traced_peak": traced[1],
             "tracemalloc_own": tracemalloc.get_tracemalloc_memory()}
 
@@ -77,7 +81,9 @@ def _serve(fifo: str) -> None:
                 request = line.strip()
                 if request.startswith("start "):
                     tracemalloc.start(int(request.split()[1]))
-                elif request.startswith("stats "):
+                elif request.startswith(("stats ", "stats! ")):
+                    if request.startswith("stats! "):
+                        gc.collect()
                     _write(request.split(" ", 1)[1], _dump_json(_stats()))
                 elif request and tracemalloc.is_tracing():
                     gc.collect()
