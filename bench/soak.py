@@ -65,6 +65,7 @@ import os
 import random
 import re
 import resource
+import shutil
 import socket
 import statistics
 import struct
@@ -833,6 +834,8 @@ class Soak:
         finally:
             gw.stop()
             server.close()
+            if not self.args.tracemalloc:  # the snapshots stay for a closer look
+                shutil.rmtree(self.folder, ignore_errors=True)
             try:
                 admin.channel().queue_delete(self.amqp_queue)
                 admin.close()
@@ -928,6 +931,7 @@ class Soak:
         if self.snapshots and snapshot_start:
             end = await asyncio.to_thread(self.snapshots.take, "end")
             traced = compare_snapshots(snapshot_start, end)
+            traced["snapshots"] = [snapshot_start, end]
         return self.figures(first, last, drained, settled, gateway_cpu, driver_cpu,
                             traced)
 
