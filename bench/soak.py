@@ -834,6 +834,7 @@ class Soak:
         finally:
             gw.stop()
             server.close()
+            shutil.rmtree(gw.folder, ignore_errors=True)  # its gateway.xml
             if not self.args.tracemalloc:  # the snapshots stay for a closer look
                 shutil.rmtree(self.folder, ignore_errors=True)
             try:
