@@ -6,10 +6,12 @@ BIN := $(VENV)/bin
 CONFIG ?= etc/gateway.xml
 PYTEST_ARGS ?=
 BENCH ?=
+MINUTES ?= 60
+SOAK_ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help venv web system system-test brokers brokers-stop run check lint unit test bench \
-	bench-quick bench-publish clean
+	bench-quick bench-publish soak clean
 
 help:
 	@echo "make run    install what running needs, start the brokers, run the gateway on $(CONFIG)"
@@ -20,6 +22,8 @@ help:
 	@echo "            first; figures, tables and plots go to bench/out/ (not tracked by git)"
 	@echo "            BENCH='relay pool' runs only those"
 	@echo "make bench-quick    bench.relay --quick: one short round of each scenario (smoke)"
+	@echo "make soak MINUTES=60  bench.soak: every service type under churning load for"
+	@echo "                    MINUTES (RSS, fds, lost messages); SOAK_ARGS='--tracemalloc'"
 	@echo "make bench-publish  copy bench/out/ to the tracked bench/published/ and its table"
 	@echo "                    into README.md, NOTE='...' beside it (then review and commit)"
 
@@ -93,6 +97,9 @@ bench: system $(BIN)/.bench-installed web brokers
 
 bench-quick: $(BIN)/.bench-installed
 	$(BIN)/python -m bench.relay --quick
+
+soak: $(BIN)/.bench-installed brokers
+	$(BIN)/python -m bench.soak --minutes $(MINUTES) $(SOAK_ARGS)
 
 bench-publish: venv
 	$(BIN)/python -m bench.publish --note "$(NOTE)"
