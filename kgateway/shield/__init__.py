@@ -16,6 +16,7 @@ One URI names the same backplane on both sides: the DMZ gateway *connects* its c
 through it, the internal gateway *accepts* its clients from it.
 
     pairing.py    the sans-IO pairing machines of both ends (phases, keep-alive, watchdog)
+    adapter.py    MachineOutput: how both Autobahn adapters answer their machine's calls
     dmz.py        Backplanes (the registry the gateway owns), Backplane (a pool per path),
                   BackplaneProtocol: the thin Autobahn adapter of the DMZ end
     internal.py   ReverseConnector (keeps the pool full, back-off), ReverseClientProtocol

@@ -33,6 +33,7 @@ from kgateway.interfaces import (
     ITrackedConnection,
 )
 from kgateway.protocols import shield_control as control
+from kgateway.shield.adapter import MachineOutput
 from kgateway.shield.pairing import Phase, ReverseMachine
 from kgateway.timers import NamedTimers
 from kgateway.transport.closecodes import RelayingClientProtocol
@@ -141,7 +142,9 @@ class ReverseConnector:
 
 
 @implementer(ITrackedConnection)
-class ReverseClientProtocol(RelayingClientProtocol):
+# mypy compares a class's bases once it has two: Autobahn's own two disagree on `peer`
+# and `_transport_details`, nothing of ours
+class ReverseClientProtocol(MachineOutput, RelayingClientProtocol):  # type: ignore[misc]
     """One reverse connection, as the internal gateway sees it: Autobahn <-> ReverseMachine."""
 
     factory: ReverseClientFactory
@@ -196,22 +199,7 @@ class ReverseClientProtocol(RelayingClientProtocol):
                                          stats.outgoingOctetsWireLevel,
                                          f"close={code}" if code else "dropped")
 
-    # ReverseOutput
-
-    def send(self, message: control.Message) -> None:
-        self.sendMessage(control.encode(message), isBinary=True)
-
-    def close(self, code: int) -> None:
-        self.sendCloseFrame(code)
-
-    def drop(self) -> None:
-        self.dropConnection(abort=True)
-
-    def start_timer(self, name: str, seconds: float) -> None:
-        self.timers.start(name, seconds, self.machine.timer_expired)
-
-    def cancel_timer(self, name: str) -> None:
-        self.timers.cancel(name)
+    # ReverseOutput (send, close, drop and the timers: MachineOutput)
 
     def welcomed(self) -> None:
         self.connector.welcomed(self)
