@@ -255,19 +255,33 @@ class Stomp:
 
     @classmethod
     async def open(cls, url: str,
-                   on_message: Callable[[stomp.utils.Frame], None] | None = None) -> Stomp:
+                   on_message: Callable[[stomp.utils.Frame], None] | None = None,
+                   heartbeat_ms: int = 0) -> Stomp:
+        """Connect; ``heartbeat_ms`` is how often this client offers to send heart-beats
+        (the caller sends them: see ``beat``), 0 for none."""
         ws = await connect(url, subprotocols=[STOMP12], max_size=None, ping_interval=None,
                            open_timeout=TIMEOUT, close_timeout=5)
         client = cls(ws, on_message)
         try:
             await client.send("CONNECT", {"accept-version": "1.2", "host": "/",
-                                          "heart-beat": "0,0"})
+                                          "heart-beat": f"{heartbeat_ms},0"})
             await asyncio.wait_for(asyncio.shield(client.connected), TIMEOUT)
         except BaseException:
             client.ws.transport.abort()
             await client.reader
             raise
         return client
+
+    async def beat(self, every: float, stop: asyncio.Event) -> None:
+        """Send a heart-beat (an EOL) every ``every`` seconds until stop or close."""
+        while True:
+            await pause(stop, every)
+            if stop.is_set() or self.closed:
+                return
+            try:
+                await self.ws.send("\n")
+            except websockets.ConnectionClosed:
+                return
 
     async def send(self, command: str, headers: dict[str, str], body: str = "") -> None:
         head = "".join(f"{k}:{v}\n" for k, v in headers.items())
@@ -366,14 +380,22 @@ async def topic_publisher(url: str, topic: str, ledger: Ledger, stop: asyncio.Ev
 
 async def topic_witness(url: str, topic: str, ledger: Ledger, ready: asyncio.Event,
                         done: asyncio.Event) -> None:
-    """Subscribed for the whole run: must receive every receipted topic message."""
-    client = await Stomp.open(url, lambda f: ledger.got("jms.topic", f.body.decode()))
+    """Subscribed for the whole run: must receive every receipted topic message. It sends
+    heart-beats as a long-lived client must: the jms service closes a client it has not
+    heard from for idle.timeout (10 min by default), heart-beat 0,0 or not."""
+    every = 10.0
+    client = await Stomp.open(url, lambda f: ledger.got("jms.topic", f.body.decode()),
+                              heartbeat_ms=int(every * 1000))
     if not await client.request("SUBSCRIBE", {"destination": topic, "id": "w", "ack": "auto"}):
         raise RuntimeError(f"topic witness: no RECEIPT for SUBSCRIBE {client.errors}")
     ready.set()
+    beating = asyncio.create_task(client.beat(every, done))
     await done.wait()
-    if client.closed:
+    await beating
+    if client.closed:  # the gateway closed it: say why (its ERROR frame) in the report
         ledger.count("jms.topic.witness_dropped")
+        ledger.error("jms.topic.witness", ConnectionError("; ".join(client.errors)
+                                                          or "closed without an ERROR"))
     await client.ws.close()
     await client.reader
 
@@ -762,7 +784,10 @@ class Soak:
             service_xml("amqp.proxy", [f"tcp://127.0.0.1:{self.amqp_tcp}", f"{ws}/amqp"],
                         f"tcp://{RABBITMQ[0]}:{RABBITMQ[1]}", name="amqp"),
             service_xml("proxy", f"tcp://127.0.0.1:{self.front}", f"{ws}/amqp", name="front"),
-            service_xml("jms", f"{ws}/jms", f"stomp://{ACTIVEMQ[0]}:{ACTIVEMQ[1]}", name="jms"),
+            # idle.timeout a minute, not 10: a long-lived client that forgets heart-beats
+            # (the witness must not) shows up in any run longer than that
+            service_xml("jms", f"{ws}/jms", f"stomp://{ACTIVEMQ[0]}:{ACTIVEMQ[1]}", name="jms",
+                        properties="<idle.timeout>60s</idle.timeout>"),
             service_xml("metrics", f"http://127.0.0.1:{self.http}/metrics", name="metrics"),
         ])
 
