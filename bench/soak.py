@@ -358,8 +358,10 @@ class Stomp:
         await self.reader
 
 
-async def topic_publisher(url: str, topic: str, ledger: Ledger, stop: asyncio.Event,
-                          rng: random.Random, rate: float) -> None:
+async def producer(url: str, destination: str, flow: str, ledger: Ledger,
+                   stop: asyncio.Event, rng: random.Random, rate: float,
+                   headers: dict[str, str] | None = None) -> None:
+    """Receipted SENDs to one destination, 20-200 per connection, counted in ``flow``."""
     while not stop.is_set():
         try:
             client = await Stomp.open(url)
@@ -367,14 +369,15 @@ async def topic_publisher(url: str, topic: str, ledger: Ledger, stop: asyncio.Ev
                 if stop.is_set() or client.closed:
                     break
                 m = mid()
-                if await client.request("SEND", {"destination": topic}, m):
-                    ledger.confirmed("jms.topic", m)
+                if await client.request("SEND", {"destination": destination,
+                                                 **(headers or {})}, m):
+                    ledger.confirmed(flow, m)
                 else:
-                    ledger.count("jms.topic.unreceipted")
+                    ledger.count(f"{flow}.unreceipted")
                 await pause(stop, 1 / rate)
-            await client.leave(rng, ledger, "jms.topic.publisher")
+            await client.leave(rng, ledger, f"{flow}.producer")
         except WS_ERRORS as e:
-            ledger.error("jms.topic.publisher", e)
+            ledger.error(f"{flow}.producer", e)
             await pause(stop, 1)
 
 
@@ -433,27 +436,6 @@ async def topic_subscribers(url: str, topic: str, ledger: Ledger, stop: asyncio.
         except WS_ERRORS as e:
             ledger.error("jms.topic.subscriber", e)
         await pause(stop, pace * rng.uniform(0.5, 1.5))
-
-
-async def queue_producer(url: str, queue: str, ledger: Ledger, stop: asyncio.Event,
-                         rng: random.Random, rate: float) -> None:
-    while not stop.is_set():
-        try:
-            client = await Stomp.open(url)
-            for _ in range(rng.randint(20, 200)):
-                if stop.is_set() or client.closed:
-                    break
-                m = mid()
-                if await client.request("SEND", {"destination": queue, "persistent": "true"},
-                                        m):
-                    ledger.confirmed("jms.queue", m)
-                else:
-                    ledger.count("jms.queue.unreceipted")
-                await pause(stop, 1 / rate)
-            await client.leave(rng, ledger, "jms.queue.producer")
-        except WS_ERRORS as e:
-            ledger.error("jms.queue.producer", e)
-            await pause(stop, 1)
 
 
 async def queue_consumer(url: str, queue: str, ledger: Ledger, rng: random.Random) -> None:
@@ -891,9 +873,10 @@ class Soak:
         sampler = asyncio.create_task(self.sampler(gw, sampling))
         scale = args.load
         producers: list[Coroutine[Any, Any, None]] = [
-            topic_publisher(f"{ws}/jms", self.topic, ledger, producing, seeded(), 10 * scale),
-            queue_producer(f"{ws}/jms", self.jms_queue, ledger, producing, seeded(),
-                           10 * scale),
+            producer(f"{ws}/jms", self.topic, "jms.topic", ledger, producing, seeded(),
+                     10 * scale),
+            producer(f"{ws}/jms", self.jms_queue, "jms.queue", ledger, producing, seeded(),
+                     10 * scale, {"persistent": "true"}),
             echo_clients("echo", f"{ws}/echo", ledger, producing, seeded(), 0.5 / scale),
             echo_clients("echo", f"{ws}/echo", ledger, producing, seeded(), 0.5 / scale),
             echo_clients("proxy", f"{ws}/proxy", ledger, producing, seeded(), 0.5 / scale),
