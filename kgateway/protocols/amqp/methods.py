@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar, Final, TypeAlias
+from typing import ClassVar, Final, Self, TypeAlias
 
 from kgateway.protocols.amqp.fields import (
     FieldTable,
@@ -107,6 +107,21 @@ def _pack(fmt: struct.Struct, *values: int) -> bytes:
         return fmt.pack(*values)
     except struct.error as exc:
         raise ValueError(f"method argument out of range: {exc}") from None
+
+
+class _NoArguments:
+    """A method with no arguments: its ids are all it encodes."""
+
+    __slots__ = ()
+    CLASS_ID: ClassVar[int]
+    METHOD_ID: ClassVar[int]
+
+    def encode(self) -> bytes:
+        return _IDS.pack(self.CLASS_ID, self.METHOD_ID)
+
+    @classmethod
+    def _decode(cls, a: _Args) -> Self:
+        return cls()
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,19 +361,12 @@ class ConnectionClose:
 
 
 @dataclass(frozen=True, slots=True)
-class ConnectionCloseOk:
+class ConnectionCloseOk(_NoArguments):
     """Either side: answer to Connection.Close; the socket may then be closed."""
 
     CLASS_ID: ClassVar[int] = CONNECTION_CLASS_ID
     METHOD_ID: ClassVar[int] = 51
     NAME: ClassVar[str] = "connection.close-ok"
-
-    def encode(self) -> bytes:
-        return _IDS.pack(self.CLASS_ID, self.METHOD_ID)
-
-    @classmethod
-    def _decode(cls, a: _Args) -> ConnectionCloseOk:
-        return cls()
 
 
 # RabbitMQ extensions of the connection class (advertised through capabilities): they
@@ -384,19 +392,12 @@ class ConnectionBlocked:
 
 
 @dataclass(frozen=True, slots=True)
-class ConnectionUnblocked:
+class ConnectionUnblocked(_NoArguments):
     """Server -> client (RabbitMQ): the alarm is over."""
 
     CLASS_ID: ClassVar[int] = CONNECTION_CLASS_ID
     METHOD_ID: ClassVar[int] = 61
     NAME: ClassVar[str] = "connection.unblocked"
-
-    def encode(self) -> bytes:
-        return _IDS.pack(self.CLASS_ID, self.METHOD_ID)
-
-    @classmethod
-    def _decode(cls, a: _Args) -> ConnectionUnblocked:
-        return cls()
 
 
 @dataclass(frozen=True, slots=True)
@@ -429,19 +430,12 @@ class ConnectionUpdateSecret:
 
 
 @dataclass(frozen=True, slots=True)
-class ConnectionUpdateSecretOk:
+class ConnectionUpdateSecretOk(_NoArguments):
     """Server -> client (RabbitMQ): the new secret is accepted."""
 
     CLASS_ID: ClassVar[int] = CONNECTION_CLASS_ID
     METHOD_ID: ClassVar[int] = 71
     NAME: ClassVar[str] = "connection.update-secret-ok"
-
-    def encode(self) -> bytes:
-        return _IDS.pack(self.CLASS_ID, self.METHOD_ID)
-
-    @classmethod
-    def _decode(cls, a: _Args) -> ConnectionUpdateSecretOk:
-        return cls()
 
 
 @dataclass(frozen=True, slots=True)
