@@ -63,70 +63,9 @@ wait_until() {
     done
 }
 
-# True when PORT (on HOST, default 127.0.0.1) answers an AMQP 0-9-1 header
-# with Connection.Start.
-amqp_ready() {
-    python3 - "${2:-127.0.0.1}" "$1" <<'PY'
-import socket, sys
-try:
-    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2)
-    s.sendall(b"AMQP\x00\x00\x09\x01")
-    buf = b""
-    while len(buf) < 11:
-        chunk = s.recv(4096)
-        if not chunk:
-            break
-        buf += chunk
-    s.close()
-except OSError:
-    sys.exit(1)
-# method frame (type 1) on channel 0, class 10 (connection) method 10 (start)
-sys.exit(0 if buf[:1] == b"\x01" and buf[7:11] == b"\x00\x0a\x00\x0a" else 1)
-PY
-}
-
-# True when PORT (on HOST, default 127.0.0.1) answers a STOMP CONNECT with
-# CONNECTED.
-stomp_ready() {
-    python3 - "${2:-127.0.0.1}" "$1" <<'PY'
-import socket, sys
-try:
-    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2)
-    s.sendall(b"CONNECT\naccept-version:1.0,1.1,1.2\nhost:localhost\n\n\x00")
-    buf = b""
-    while b"\x00" not in buf:
-        chunk = s.recv(4096)
-        if not chunk:
-            break
-        buf += chunk
-    if buf.lstrip(b"\r\n").startswith(b"CONNECTED"):
-        s.sendall(b"DISCONNECT\n\n\x00")
-        s.close()
-        sys.exit(0)
-    s.close()
-except OSError:
-    pass
-sys.exit(1)
-PY
-}
-
-# True when HOST:PORT is an HTTP proxy that asks for credentials: a CONNECT
-# without Proxy-Authorization gets 407.
-proxy_ready() {
-    python3 - "$1" "$2" <<'PY'
-import socket, sys
-try:
-    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2)
-    s.sendall(b"CONNECT 127.0.0.1:9 HTTP/1.1\r\nHost: 127.0.0.1:9\r\n\r\n")
-    buf = b""
-    while b"\r\n" not in buf:
-        chunk = s.recv(4096)
-        if not chunk:
-            break
-        buf += chunk
-    s.close()
-except OSError:
-    sys.exit(1)
-sys.exit(0 if buf.split(b" ")[1:2] == [b"407"] else 1)
-PY
-}
+# Readiness probes (scripts/probe.py says what each one checks):
+# amqp_ready PORT [HOST], stomp_ready PORT [HOST], proxy_ready HOST PORT.
+_PROBE=$(dirname "${BASH_SOURCE[0]}")/probe.py
+amqp_ready() { python3 "$_PROBE" amqp "${2:-127.0.0.1}" "$1"; }
+stomp_ready() { python3 "$_PROBE" stomp "${2:-127.0.0.1}" "$1"; }
+proxy_ready() { python3 "$_PROBE" proxy "$1" "$2"; }
