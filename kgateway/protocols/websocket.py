@@ -353,7 +353,17 @@ class WebSocketCodec:
     message.  ``native`` forces or forbids Autobahn's C masker (default: :data:`USES_NVX`).
     ``mask_key`` makes the client's masking keys (default ``os.urandom(4)``; tests pass a
     fixed one).
+
+    One lives as long as each fast-path connection, so it is slotted, and what only some
+    messages need is made when they come: the buffer of a message in several frames
+    (``_parts``) and the UTF-8 decoder (text that is not ASCII).
     """
+
+    __slots__ = ("role", "stream", "max_message_size", "state", "_native", "_mask_key",
+                 "_expect_masked", "_limit", "_buf", "_error", "_in_message", "_binary",
+                 "_message_size", "_parts", "_decoder", "_utf8_pending", "_remaining",
+                 "_frame_fin", "_frame_key", "_frame_offset", "_sending_fragments",
+                 "_close_sent")
 
     def __init__(self, role: Role, *, stream: bool = False, max_message_size: int | None = None,
                  native: bool | None = None,
@@ -376,9 +386,10 @@ class WebSocketCodec:
         self._message_size = 0
         # One growing buffer, not a list of fragments: a message of a million one-octet
         # fragments would otherwise hold a million objects (~44 octets each) under a
-        # limit that counts one octet each.
-        self._parts = bytearray()
-        self._decoder = _UTF8Decoder()
+        # limit that counts one octet each. Made by the first fragment that needs it.
+        self._parts: bytearray | None = None
+        # made by the first text that is not ASCII, then kept
+        self._decoder: codecs.IncrementalDecoder | None = None
         self._utf8_pending = False
         # A data frame whose header arrived but not all its payload.
         self._remaining = 0
@@ -393,7 +404,8 @@ class WebSocketCodec:
     def buffered(self) -> int:
         """Octets held for later: a partial frame header or control frame, a binary frame
         waiting for its end, and the pieces of a message not yet complete (message mode)."""
-        return len(self._buf) + len(self._parts)
+        parts = self._parts
+        return len(self._buf) + (len(parts) if parts is not None else 0)
 
     # -- receiving ------------------------------------------------------------------------
 
@@ -413,7 +425,7 @@ class WebSocketCodec:
             self._error = error
             self.state = State.FAILED
             self._buf = bytearray()
-            self._parts = bytearray()
+            self._parts = None
             raise
         if pos:
             del buf[:pos]
@@ -598,13 +610,17 @@ class WebSocketCodec:
             if payload or last:
                 events.append(Chunk(payload, self._binary, last))
         elif last:
-            if self._parts:
-                self._parts += payload
-                payload = bytes(self._parts)
-                self._parts = bytearray()
+            parts = self._parts
+            if parts is not None:
+                self._parts = None
+                parts += payload
+                payload = bytes(parts)
             events.append(Message(payload, self._binary))
         elif payload:
-            self._parts += payload
+            if self._parts is None:
+                self._parts = bytearray(payload)
+            else:
+                self._parts += payload
         if last:
             self._in_message = False
 
@@ -612,6 +628,8 @@ class WebSocketCodec:
         if not self._utf8_pending and payload.isascii():
             return
         decoder = self._decoder
+        if decoder is None:
+            decoder = self._decoder = _UTF8Decoder()
         try:
             decoder.decode(payload, last)
         except UnicodeDecodeError as e:

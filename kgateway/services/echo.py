@@ -13,6 +13,8 @@ from kgateway.services.base import ServiceBase, ServiceType
 
 @implementer(ISession, IFastPathSession)
 class EchoSession:
+    __slots__ = ("link",)  # one per client, for as long as it is connected
+
     def __init__(self, link: ILink) -> None:
         self.link = link
 

@@ -283,6 +283,10 @@ class GatewayWebSocketProtocol(RelayingServerProtocol):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.lost = True
+        # Whatever ended it (a refused handshake, a close, a drop, on Autobahn or the fast
+        # path), the client no longer counts against the service's limits: released here,
+        # once, before onClose (whose tracker.ended then finds nothing more to release).
+        self.factory.admission.release(self)
         fast = self.fast
         if fast is not None:
             fast.connection_lost(reason)  # calls onClose, as Autobahn would
@@ -325,14 +329,13 @@ class GatewayWebSocketProtocol(RelayingServerProtocol):
 
     def admit(self, remote: str) -> None:
         """Pass the service's admission gate, or raise ConnectionDeny (503, or 429 with
-        Retry-After). An admitted client is held until its connection ends, whatever ends it."""
-        admission = self.factory.admission
-        refusal = admission.admit(self, remote)
+        Retry-After). An admitted client is held until its connection ends, whatever ends it
+        (:meth:`connectionLost` releases it: no callback per connection to hold that)."""
+        refusal = self.factory.admission.admit(self, remote)
         if refusal is not None:
             self.refusal_headers = refusal.headers
             self.refusal_logged = True
             raise ConnectionDeny(refusal.status, refusal.message)
-        self.is_closed.addCallback(lambda _: admission.release(self))
 
     def failHandshake(self, reason: str, code: int = 400, responseHeaders: Any = None) -> None:
         # Autobahn turns a ConnectionDeny into failHandshake(reason, code): a refusal's own

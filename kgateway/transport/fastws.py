@@ -44,6 +44,12 @@ Twisted side is this small adapter):
   would pass (the peer's close code, or 1006 and a reason); the octets read and written are
   added to Autobahn's ``trafficStats``, which the access log reads.
 
+Memory: an idle client costs what its objects hold, so the link is slotted, a text buffer
+exists only while a text message is under way, and :meth:`FastWebSocketLink.take_over`
+sets to None what Autobahn kept only for its own handshake and framing
+(:data:`AUTOBAHN_ONLY`, ~1.8 KiB a client); ``bench.relay``'s ``mem_echo`` and
+``mem_proxy`` measure it against a plain Autobahn relay.
+
 Back-pressure needs nothing new: the link's transport (pause/resume, registerProducer, the
 write limit on the socket under TLS or PROXY wrappers) is the same one Autobahn used.
 """
@@ -84,6 +90,18 @@ _CLOSING = WebSocketProtocol.STATE_CLOSING
 _CLOSED = WebSocketProtocol.STATE_CLOSED
 
 
+#: Autobahn's per-connection state that only its own opening handshake and framing use:
+#: once the codec has the connection nothing reads it (the access line reads the link's
+#: remote and ``trafficStats``; the status page the tracker's Record), so take_over drops it
+#: (module docstring, "Memory"): the request and response as sent, the parsed headers,
+#: query and offers, the send queue (an empty deque is ~0.7 KiB), the UTF-8 validator, the
+#: transport details (a wss client's certificate too) and the event-emitter tables.
+AUTOBAHN_ONLY = ("http_request_data", "http_response_data", "http_status_line",
+                 "http_headers", "http_request_params", "websocket_protocols",
+                 "websocket_extensions", "_wskey", "send_queue", "utf8validator",
+                 "_transport_details", "_valid_events", "_results")
+
+
 def _truncate(reason: str) -> str:
     return reason.encode("utf-8")[:MAX_REASON].decode("utf-8", "ignore")
 
@@ -99,14 +117,22 @@ class FastWebSocketLink(WebSocketLink):
     ``session.received(data, binary)``.
     """
 
-    codec: WebSocketCodec | None = None
+    # One per WebSocket client for as long as it is connected: slotted (module docstring,
+    # "Memory").
+    __slots__ = ("codec", "_session", "_pending", "_text", "_octets_in", "_octets_out",
+                 "_heartbeat", "_linger", "_failed", "_close_sent", "_clean", "_code",
+                 "_reason")
 
     def __init__(self, proto: Any, remote: str | None = None,
                  protocol: str | None = None, principal: Any = None) -> None:
         super().__init__(proto, remote, protocol, principal)
+        self.codec: WebSocketCodec | None = None
         self._session: Any = None
-        # a text message's octets, until its last (one buffer: see WebSocketCodec._parts)
-        self._text = bytearray()
+        # what came with the handshake, parsed by start()
+        self._pending = b""
+        # a text message's octets until its last, created by its first text chunk (one
+        # buffer: see WebSocketCodec._parts); None while no text message is under way
+        self._text: bytearray | None = None
         self._octets_in = 0
         self._octets_out = 0
         self._heartbeat: Heartbeat | None = None
@@ -135,6 +161,8 @@ class FastWebSocketLink(WebSocketLink):
             if call is not None:
                 call.cancel()
                 setattr(proto, name, None)
+        for name in AUTOBAHN_ONLY:
+            setattr(proto, name, None)
         interval = proto.autoPingInterval
         if interval:
             self._heartbeat = Heartbeat(proto.factory.reactor, interval,
@@ -145,8 +173,6 @@ class FastWebSocketLink(WebSocketLink):
         pending, self._pending = self._pending, b""
         if pending:
             self.data_received(pending)
-
-    _pending = b""
 
     # -- reading ------------------------------------------------------------------------
 
@@ -182,12 +208,20 @@ class FastWebSocketLink(WebSocketLink):
                     continue
                 # Text waits for the end of its message, valid UTF-8 (as on Autobahn): a back
                 # end never gets octets of a text message the connection then fails for.
-                if data:
-                    self._text += data
+                text = self._text
                 if event.last:  # type: ignore[union-attr]
-                    if self._text:
-                        chunks.append(bytes(self._text))
-                        self._text = bytearray()
+                    if text is not None:
+                        self._text = None
+                        text += data
+                        chunks.append(bytes(text))
+                    elif data:
+                        chunks.append(data)  # a whole text message in one chunk: no copy
+                    continue
+                if data:
+                    if text is None:
+                        self._text = bytearray(data)
+                    else:
+                        text += data
                 continue
             if chunks:
                 if session is not None:

@@ -66,15 +66,21 @@ def backlogged(transport: Any) -> bool:
 
 
 class _LinkBase:
+    # Slotted, as every link class: one lives as long as each connection (no __dict__ each).
+    __slots__ = ("_proto", "transport", "remote", "protocol", "principal", "record")
+
     is_websocket = False
-    protocol: str | None = None
+    protocol: str | None
     #: who the client proved to be at the handshake (kgateway.auth), if anyone
-    principal: Any = None
+    principal: Any
     #: the tracker's Record of a client connection, which counts its bytes as they go
-    record: Any = NO_RECORD
+    record: Any
 
     def __init__(self, proto: Any, remote: str | None = None) -> None:
         self._proto = proto
+        self.protocol = None
+        self.principal = None
+        self.record = NO_RECORD
         # The transport never changes once connected: TCP, or TLS over TCP.
         self.transport: Any = proto.transport
         #: the real client address (the PROXY header's, or a trusted Forwarded header's)
@@ -110,7 +116,11 @@ class _LinkBase:
 
 @implementer(ILink)
 class StreamLink(_LinkBase):
-    sent = 0
+    __slots__ = ("sent",)
+
+    def __init__(self, proto: Any, remote: str | None = None) -> None:
+        super().__init__(proto, remote)
+        self.sent = 0
 
     def write(self, data: bytes, binary: bool = True) -> None:
         self.sent += len(data)
@@ -123,6 +133,8 @@ class StreamLink(_LinkBase):
 
 @implementer(ILink)
 class WebSocketLink(_LinkBase):
+    __slots__ = ()
+
     is_websocket = True
     _proto: WebSocketServerProtocol | WebSocketClientProtocol
 

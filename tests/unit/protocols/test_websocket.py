@@ -286,6 +286,30 @@ def test_a_large_message_across_many_reads_is_never_buffered_whole(native: bool)
     assert codec.buffered == 0
 
 
+@pytest.mark.parametrize("native", NATIVE)
+def test_an_idle_codec_holds_no_message_buffer_and_no_decoder(native: bool) -> None:
+    """One codec lives as long as each fast-path connection: slotted, and the buffer of a
+    fragmented message and the UTF-8 decoder exist only once a message needs them."""
+    codec = server(native)
+    assert not hasattr(codec, "__dict__")
+    assert (codec._parts, codec._decoder) == (None, None)
+    ascii_text = client_frame(Opcode.TEXT, b"he", fin=False) + client_frame(
+        Opcode.CONTINUATION, b"llo")
+    assert codec.receive_data(ascii_text[:8]) == []
+    assert codec.buffered == 2  # the first fragment's payload
+    assert codec.receive_data(ascii_text[8:]) == [Message(b"hello", False)]
+    assert (codec._parts, codec._decoder, codec.buffered) == (None, None, 0)  # ASCII: no decoder
+    assert codec.receive_data(client_frame(Opcode.TEXT, TEXT[:5], fin=False)
+                              + client_frame(Opcode.CONTINUATION, TEXT[5:])) == [
+        Message(TEXT, False)]
+    assert codec._parts is None and codec._decoder is not None  # kept for the next text
+    # the kept decoder starts each message afresh
+    assert codec.receive_data(client_frame(Opcode.TEXT, TEXT)) == [Message(TEXT, False)]
+    error = fail(codec, [client_frame(Opcode.TEXT, b"a", fin=False),
+                         client_frame(Opcode.CONTINUATION, b"\xff")])
+    assert error.code == 1007 and codec.buffered == 0
+
+
 # UTF-8
 
 

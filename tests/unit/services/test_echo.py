@@ -12,6 +12,7 @@ from tests.unit.fakes import FakeLink
 def test_fake_link_and_sessions_provide_their_interfaces() -> None:
     assert verifyObject(ILink, FakeLink())
     assert verifyObject(ISession, EchoSession(FakeLink()))
+    assert not hasattr(EchoSession(FakeLink()), "__dict__")  # one per client: slotted
 
 
 def test_echo_keeps_the_message_kind_and_applies_back_pressure_to_itself() -> None:

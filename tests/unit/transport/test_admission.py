@@ -14,7 +14,7 @@ from autobahn.twisted.testing import MemoryReactorClock
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from twisted.internet import defer
 from twisted.internet.address import IPv4Address
-from twisted.internet.error import ConnectionDone
+from twisted.internet.error import ConnectionAborted, ConnectionDone, ConnectionLost
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import StringTransport
 from twisted.logger import capturedLogs
@@ -26,6 +26,7 @@ from twisted.web.server import NOT_DONE_YET
 
 from kgateway.certs import make_certificate
 from kgateway.config import parse_uri
+from kgateway.protocols.websocket import Opcode, close_payload, encode_frame
 from kgateway.transport.accept import GatewayWebSocketFactory, StreamServerFactory
 from kgateway.transport.admission import (
     ADDRESS_LIMIT,
@@ -43,7 +44,7 @@ from kgateway.transport.handshake import GatewaySite
 from kgateway.transport.tls import ClientTLS, TLSServerEndpoint, load_identity, server_options
 from kgateway.transport.tracker import ConnectionTracker
 from kgateway.web import Router
-from tests.unit.fakes import build, load
+from tests.unit.fakes import build, load, memory_gate
 
 
 class Clock:
@@ -272,6 +273,95 @@ def test_a_refusal_by_origin_releases_what_admission_held(tmp_path: Path) -> Non
         sock.transport.protocol.connectionLost(Failure(ConnectionDone()))  # type: ignore[attr-defined]
     assert tracker.held("echo") == 0
     assert Socket(site, "192.0.2.1").send(UPGRADE).startswith("HTTP/1.1 101")
+
+
+class ReleaseCounting(ConnectionTracker):
+    """A tracker that says which connections it let go of, each time one really was held."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.released: list[object] = []
+
+    def release(self, connection: object) -> None:
+        if connection in self._holds:
+            self.released.append(connection)
+        super().release(connection)
+
+
+CLOSE_1000 = b"".join(encode_frame(Opcode.CLOSE, close_payload(1000), mask=b"\x01\x02\x03\x04"))
+
+
+@pytest.mark.parametrize("end", ["origin", "auth", "close", "drop", "autobahn-close",
+                                 "autobahn-drop", "drain"])
+def test_an_admitted_client_is_released_once_whatever_ends_it(tmp_path: Path, end: str) -> None:
+    tracker = ReleaseCounting()
+    options = "<ws.fast.path>false</ws.fast.path>" if end.startswith("autobahn") else ""
+    cfg = load(tmp_path, "<service><name>echo</name><accept>ws://gw.test:8000/echo</accept>"
+                         f"<type>echo</type><accept-options>{options}</accept-options>"
+                         "</service>")
+    factory = GatewayWebSocketFactory(build(cfg), parse_uri("ws://gw.test:8000/echo"),
+                                      MemoryReactorClock(), tracker,
+                                      memory_gate() if end == "auth" else None)
+    proto = factory.buildProtocol(None)
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "192.0.2.1", 40000))
+    proto.makeConnection(transport)
+    transport.registerProducer(proto, True)  # as twisted.web's channel leaves it
+    origin = "Origin: http://evil.example\r\n" if end == "origin" else ""
+    proto.dataReceived(UPGRADE.replace(b"\r\n\r\n", f"\r\n{origin}\r\n".encode()))
+    answer = transport.value().split(b"\r\n")[0]
+    if end in ("origin", "auth"):
+        assert answer.startswith(b"HTTP/1.1 403" if end == "origin" else b"HTTP/1.1 401")
+        assert tracker.held("echo") == 1  # until the connection is gone
+        proto.connectionLost(Failure(ConnectionDone()))
+    else:
+        assert answer == b"HTTP/1.1 101 Switching Protocols"
+        assert (proto.fast is not None) is not end.startswith("autobahn")
+        assert tracker.held("echo") == 1 and tracker.counts() == {"echo": 1}
+        if end.endswith("close"):
+            proto.dataReceived(CLOSE_1000)
+            assert transport.disconnecting  # the server drops TCP after the closing handshake
+            proto.connectionLost(Failure(ConnectionDone()))
+        elif end == "drain":
+            proto.going_away()
+            proto.abort()
+            proto.connectionLost(Failure(ConnectionAborted()))
+        else:
+            proto.connectionLost(Failure(ConnectionLost()))
+        assert tracker.total() == 0
+    assert tracker.released == [proto]
+    assert tracker.held("echo") == 0 and tracker.held_by("echo", "192.0.2.1") == 0
+    proto.connectionLost(Failure(ConnectionDone()))  # even told twice: nothing more to release
+    assert tracker.released == [proto] and tracker.held("echo") == 0
+
+
+def test_a_client_lost_during_its_login_is_released_and_never_tracked(tmp_path: Path) -> None:
+    tracker = ReleaseCounting()
+    cfg = load(tmp_path, "<service><name>echo</name><accept>ws://gw.test:8000/echo</accept>"
+                         "<type>echo</type></service>")
+    login: defer.Deferred[Any] = defer.Deferred()
+
+    class SlowGate:
+        optional = False
+
+        def credentials(self, headers: Any, params: Any) -> object:
+            return object()
+
+        def login(self, credentials: object) -> defer.Deferred[Any]:
+            return login
+
+    factory = GatewayWebSocketFactory(build(cfg), parse_uri("ws://gw.test:8000/echo"),
+                                      MemoryReactorClock(), tracker, SlowGate())  # type: ignore[arg-type]
+    proto = factory.buildProtocol(None)
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "192.0.2.1", 40000))
+    proto.makeConnection(transport)
+    transport.registerProducer(proto, True)
+    proto.dataReceived(UPGRADE)
+    assert tracker.held("echo") == 1
+    proto.connectionLost(Failure(ConnectionLost()))
+    assert tracker.released == [proto] and tracker.held("echo") == 0
+    login.callback(None)  # the login answers after the client left
+    assert tracker.released == [proto] and tracker.held("echo") == 0
+    assert tracker.total() == 0 and tracker.accepted == {}
 
 
 # -- the HTTP handshake deadline ---------------------------------------------------------------

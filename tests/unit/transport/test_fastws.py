@@ -23,6 +23,7 @@ from kgateway.protocols.websocket import (
     encode_frame,
 )
 from kgateway.transport.accept import GatewayWebSocketFactory, GatewayWebSocketProtocol
+from kgateway.transport.fastws import AUTOBAHN_ONLY
 from kgateway.transport.tracker import ConnectionTracker
 from tests.unit.fakes import FakeConnector, FakeLink, build, load
 
@@ -326,6 +327,29 @@ def test_a_websocket_back_end_keeps_autobahn_messages(tmp_path: Path) -> None:
     s.client.sendMessage(b"text", isBinary=False)
     s.pump.flush()
     assert s.backend.messages == [(b"text", False)]
+
+
+def test_the_takeover_lets_go_of_what_only_autobahn_used(tmp_path: Path) -> None:
+    """An idle client holds no request, headers, send queue or validator of Autobahn's, no
+    text buffer, and a slotted link; data, the access line and a drain work as before."""
+    s = Setup(tmp_path)
+    link = s.proto.fast
+    assert link is not None and not hasattr(link, "__dict__")
+    assert all(getattr(s.proto, name) is None for name in AUTOBAHN_ONLY)
+    assert link._text is None
+    s.raw(masked(Opcode.TEXT, "hé".encode()[:2], fin=False))
+    assert link._text == b"h\xc3"  # a text message under way
+    s.raw(masked(Opcode.CONTINUATION, "hé".encode()[2:]), masked(Opcode.BINARY, b"!"))
+    assert s.backend_got == "hé".encode() + b"!" and link._text is None
+    s.from_backend(b"reply")
+    s.pump.flush()
+    assert s.events[-1] == ("message", b"reply", True)
+    with capturedLogs() as logs:
+        s.proto.abort()  # as a drain ends what is left: Autobahn's dropConnection
+        s.pump.flush()
+    (access,) = [e for e in logs if e.get("log_format", "").startswith("access:")]
+    assert access["end"] == "close=1006" and s.events[-1][:2] == ("close", 1006)
+    assert s.tracker.total() == 0 and [code for code, _ in s.backend.closes] == [1006]
 
 
 def test_data_sent_with_the_handshake_is_not_lost(tmp_path: Path) -> None:
