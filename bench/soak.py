@@ -45,6 +45,9 @@ is warm (a tenth of the run, 5 s to 5 min), the last one after the drain, all wi
 touching kgateway/; the top differences by line go into the report. Tracing slows the
 gateway and adds to its RSS: compare slopes only between runs of the same mode.
 
+Ctrl-C (or SIGTERM) ends the load early: the drain and the report follow as after a full
+run, marked "interrupted"; a second Ctrl-C aborts.
+
 Writes bench/out/soak.json, soak.md (samples table, totals, lost and duplicate counts, fds
 and RSS start/peak/end, RSS slope in MiB/h over the second half) and soak.png (RSS and fds
 over time, matplotlib from the bench extra; skipped with a note if it is missing).
@@ -66,6 +69,7 @@ import random
 import re
 import resource
 import shutil
+import signal
 import socket
 import statistics
 import struct
@@ -903,10 +907,22 @@ class Soak:
 
         # the soak itself; with --tracemalloc, the first snapshot once the load is warm
         warm = max(5.0, min(300.0, args.duration / 10)) if args.tracemalloc else 0.0
-        await asyncio.sleep(warm)
+        # Ctrl-C (or SIGTERM) ends the load early: the drain and the report still follow
+        interrupted = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, interrupted.set)
+        await pause(interrupted, warm)
         snapshot_start = (await asyncio.to_thread(self.snapshots.take, "warm")
-                          if self.snapshots and args.tracemalloc else None)
-        await asyncio.sleep(args.duration - warm)
+                          if self.snapshots and args.tracemalloc and not interrupted.is_set()
+                          else None)
+        await pause(interrupted, args.duration - warm)
+        for sig in (signal.SIGINT, signal.SIGTERM):  # a second one: Python's default again
+            loop.remove_signal_handler(sig)
+        if interrupted.is_set():
+            args.duration = time.monotonic() - self.started
+            args.interrupted = True
+            print(f"interrupted after {args.duration:.0f} s (again to abort)", flush=True)
         print("stopping the producers, draining", flush=True)
         producing.set()
         halt_publishers.set()
@@ -960,7 +976,8 @@ class Soak:
         return {
             "settings": {"seconds": self.args.duration, "load": self.args.load,
                          "sample_interval": self.args.sample_interval,
-                         "tracemalloc": self.args.tracemalloc, "seed": self.args.seed},
+                         "tracemalloc": self.args.tracemalloc, "seed": self.args.seed,
+                         "interrupted": self.args.interrupted},
             "machine": machine(),
             "gateway_pid": self.gateway.pid if self.gateway else None,
             "elapsed_s": elapsed,
@@ -1051,7 +1068,11 @@ def table(figures: dict[str, Any]) -> list[str]:
         rows.append(f"| {flow} | {t['confirmed_sent']} | {t['received']} "
                     f"| {t['received_unique']} | {t['duplicates']} "
                     f"| {t['duplicates_not_redelivered']} | {t['lost']} |")
+    settings = figures["settings"]
     rows += ["",
+             f"- load: {settings['seconds']:.0f} s"
+             + (" (interrupted: shorter than asked)" if settings.get("interrupted") else "")
+             + f", scale {settings['load']}, tracemalloc {settings['tracemalloc']}",
              f"- RSS MiB start / peak / end: {rss['start']} / {rss['peak']} / {rss['end']}; "
              f"slope over the second half: {rss['slope_second_half_mib_per_h']} MiB/h",
              f"- fds start / peak / end: {fds['start']} / {fds['peak']} / {fds['end']}",
@@ -1163,6 +1184,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=OUT)
     args = parser.parse_args(argv)
     args.duration = args.seconds if args.seconds is not None else 60 * (args.minutes or 10)
+    args.interrupted = False
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 20000), hard))
     soak = Soak(args)
