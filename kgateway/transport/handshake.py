@@ -100,10 +100,10 @@ class HandshakeHTTPChannel(http.HTTPChannel):
             return False
         self._cancel_deadline()
         self.setTimeout(None)
-        # connectionMade registered this channel as the transport's producer: it must not
-        # pause or resume a WebSocket's reads (links.register_producer sets the session's).
-        network: Any = self._networkProducer  # the transport (or twisted.web's no-op)
-        network.unregisterProducer()
+        # connectionMade registered this channel as the transport's producer, and so it
+        # stays until the session registers its own (links.register_producer), as after
+        # WebSocketResource; but it must not pause or resume the WebSocket's reads.
+        self.handed_over = True
         self.transport = None
         if isinstance(transport, ProtocolWrapper):  # TLS, or the PROXY-protocol wrapper
             transport.wrappedProtocol = protocol
@@ -136,6 +136,17 @@ class HandshakeHTTPChannel(http.HTTPChannel):
         if self.persistent:
             self._start_deadline()
         super().requestDone(request)
+
+    #: the connection is a WebSocket's: the channel is left as the transport's producer
+    handed_over = False
+
+    def pauseProducing(self) -> None:
+        if not self.handed_over:
+            super().pauseProducing()
+
+    def resumeProducing(self) -> None:
+        if not self.handed_over:
+            super().resumeProducing()
 
     def _expired(self) -> None:
         self._deadline = None
