@@ -116,6 +116,7 @@ def test_frames_sent_before_the_101_reach_the_session(tmp_path: Path) -> None:
 @pytest.mark.parametrize("request_bytes, status", [
     (b"GET /echo HTTP/1.1\r\nHost: gw.test\r\n\r\n", b"426"),  # the Router's, as before
     (b"GET /nothing HTTP/1.1\r\nHost: gw.test\r\nUpgrade: websocket\r\n\r\n", b"404"),
+    (UPGRADE.replace(b"/echo", b"/echo%00"), b"404"),
     (b"GET /echo\x00 HTTP/1.1\r\nHost: gw.test\r\n\r\n", b"400"),  # twisted.web's
     (UPGRADE.replace(b"HTTP/1.1", b"HTTP/1.0"), b"101"),  # Autobahn's, through the Router
     (UPGRADE.replace(b"GET", b"POST"), b"405"),
