@@ -27,7 +27,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from autobahn.twisted.resource import WebSocketResource
 from twisted.internet import defer, endpoints
 from twisted.internet.interfaces import IListeningPort, IOpenSSLContextFactory
 from twisted.logger import Logger
@@ -131,7 +130,7 @@ class Listeners:
             listener.router = Router(self.tracker.refuse)
         if uri.is_websocket:
             factory = GatewayWebSocketFactory(svc, uri, self.reactor, self.tracker, gate)
-            listener.router.add_websocket(uri.path, WebSocketResource(factory))
+            listener.router.add_websocket(uri.path, factory)
         else:
             assert IHTTPService.providedBy(svc), f"{config.type} serves no HTTP"
             listener.router.add_folder(uri.path, svc.http_resource(), gate, config.name)
@@ -146,7 +145,7 @@ class Listeners:
         if listener.router is None:
             listener.router = Router()
         factory = BackplaneFactory(backplane, config.connect_options, self.reactor)
-        listener.router.add_websocket(uri.path, WebSocketResource(factory))
+        listener.router.add_websocket(uri.path, factory)
 
     # binding
 

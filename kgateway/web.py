@@ -3,7 +3,8 @@
     /      directory (prefix match, the longest wins)     /echo  echo (WebSocket, exact path)
     /amqp  amqp.proxy (WebSocket)                         /health  health (plain HTTP)
 
-A plain HTTP request to a WebSocket path gets ``426 Upgrade Required``; a path nobody
+A plain HTTP request to a WebSocket path gets ``426 Upgrade Required``; an upgrade goes to
+Autobahn (most of them before they reach the Router: ``transport.handshake``); a path nobody
 serves gets 404. A plain HTTP service with a ``<realm-name>`` (health, metrics, a
 directory) asks for credentials like any web server: 401 with the realm's challenge, 403
 for a user without the required role. (WebSocket services authenticate in their own
@@ -20,6 +21,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from autobahn.twisted.resource import WebSocketResource
+from autobahn.twisted.websocket import WebSocketServerFactory
 from twisted.cred.error import LoginFailed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -43,12 +46,18 @@ class Router(resource.Resource):
     def __init__(self, on_refused: Callable[[str, str], None] | None = None) -> None:
         super().__init__()
         self.websockets: dict[bytes, resource.IResource] = {}
+        #: the WebSocket factory of each WebSocket path, for upgrades that the port's
+        #: HandshakeHTTPChannel hands to Autobahn without twisted.web (transport.handshake)
+        self.upgrades: dict[bytes, WebSocketServerFactory] = {}
         self.folders: list[tuple[list[bytes], resource.IResource, Gate | None, str]] = []
         #: on_refused(service, reason) for each 401/403 of a guarded folder (the tracker)
         self.on_refused = on_refused
 
-    def add_websocket(self, path: str, target: resource.IResource) -> None:
-        self.websockets[path.encode()] = target
+    def add_websocket(self, path: str, factory: WebSocketServerFactory) -> None:
+        """Serve WebSocket *path* with *factory*: Autobahn's ``WebSocketResource`` here, for
+        the requests that reach the Router; most upgrades never do (``upgrades``)."""
+        self.upgrades[path.encode()] = factory
+        self.websockets[path.encode()] = WebSocketResource(factory)
 
     def add_folder(self, path: str, target: resource.IResource, gate: Gate | None = None,
                    service: str = "") -> None:

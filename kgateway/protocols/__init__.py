@@ -8,6 +8,7 @@ clock. They import nothing of kgateway beyond this folder, and no Twisted.
     shield_control.py Enterprise Shield's control messages between two gateways
     http_connect.py   HTTP CONNECT to a proxy: the request, the proxy's answer
     kaazing.py        Kaazing's extended handshake (x-kaazing-handshake) in WebSocket messages
+    http_upgrade.py   a WebSocket upgrade request told from its first bytes (no parse)
 
 Each module documents its wire format next to its code; tests feed them one byte at a time
 and with Hypothesis.

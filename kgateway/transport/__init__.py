@@ -10,7 +10,8 @@ It imports config, protocols, auth, interfaces and timers only.
     udp.py          udp accepts (a session per client address) and connected udp links
     tracker.py      live client connections per service, the access log, admission counts
     admission.py    connection limits per service and client host, handshake rate (pure)
-    handshake.py    the HTTP phase of ws/http accepts bounded by http.handshake.timeout
+    handshake.py    the HTTP phase of ws/http accepts bounded by http.handshake.timeout;
+                    upgrades handed to Autobahn without twisted.web
     proxyproto.py   the PROXY protocol wrapper on listening sockets (under TLS)
     forwarded.py    Forwarded / X-Forwarded-For -> the client address (pure)
     tls.py          the gateway's identity, server and client TLS, ClientTLS.explain(),

@@ -14,7 +14,7 @@ from twisted.internet.testing import StringTransport
 from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.web import resource, server
-from twisted.web.test.requesthelper import DummyRequest
+from twisted.web.test.requesthelper import DummyChannel, DummyRequest
 
 from kgateway.auth.gate import Constraint, Gate
 from kgateway.auth.principal import Identity, Realm
@@ -35,9 +35,22 @@ class Marker(resource.Resource):
         return self.name
 
 
+class Factory:
+    """A WebSocket factory that records the clients it is asked for and builds none
+    (Autobahn's WebSocketResource then answers 500)."""
+
+    def __init__(self) -> None:
+        self.asked: list[object] = []
+
+    def buildProtocol(self, addr: object) -> None:
+        self.asked.append(addr)
+
+
 def render(router: Router, path: bytes, headers: dict[bytes, bytes] | None = None):  # type: ignore[no-untyped-def]
     segments = path.lstrip(b"/").split(b"/")
     request = DummyRequest(segments)
+    request.channel = DummyChannel()
+    request.transport = request.channel.transport
     request.path = path
     request.uri = path
     for k, v in (headers or {}).items():
@@ -61,16 +74,18 @@ def web(tmp_path):  # type: ignore[no-untyped-def]
     os.symlink(tmp_path, root / "outside")
     router = Router()
     router.add_folder("/", Folder(str(root)))
-    router.add_websocket("/echo", Marker(b"websocket"))
+    router.add_websocket("/echo", Factory())  # type: ignore[arg-type]
     return router
 
 
 def test_websocket_path_wants_an_upgrade(web) -> None:  # type: ignore[no-untyped-def]
+    factory = web.upgrades[b"/echo"]
     code, body, request = render(web, b"/echo")
     assert code == 426
     assert request.responseHeaders.getRawHeaders(b"upgrade") == [b"websocket"]
+    assert factory.asked == []
     code, body, _ = render(web, b"/echo", {b"upgrade": b"WebSocket"})
-    assert body == b"websocket"
+    assert len(factory.asked) == 1  # Autobahn's WebSocketResource asked it for a protocol
 
 
 @pytest.mark.parametrize("path, expected", [(b"/", b"<h1>home</h1>"),
@@ -105,7 +120,7 @@ def test_nothing_outside_the_folder_and_no_listings(web, path: bytes) -> None:  
 
 def test_unknown_path_without_a_root_folder_is_404() -> None:
     router = Router()
-    router.add_websocket("/echo", Marker(b"ws"))
+    router.add_websocket("/echo", Factory())  # type: ignore[arg-type]
     code, _, _ = render(router, b"/other")
     assert code == 404
 

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.testing import MemoryReactorClock
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from twisted.internet import defer
@@ -196,7 +195,7 @@ def ws_site(tmp_path: Path, options: str, reactor: Any = None,
     factory = GatewayWebSocketFactory(build(cfg, reactor=reactor),
                                       parse_uri("ws://gw.test:8000/echo"), reactor, tracker)
     router = Router()
-    router.add_websocket("/echo", WebSocketResource(factory))
+    router.add_websocket("/echo", factory)
     timeout = cfg.services[0].accept_options["http.handshake.timeout"]
     site = GatewaySite(router, reactor, timeout, tracker, tracker.refusal_log(reactor.seconds),
                        "echo")
