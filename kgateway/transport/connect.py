@@ -35,12 +35,7 @@ from kgateway.config import URI, Options
 from kgateway.interfaces import ConnectError, ILink, ILinkReceiver
 from kgateway.transport.closecodes import RelayingClientProtocol
 from kgateway.transport.httpproxy import dial_endpoint
-from kgateway.transport.links import (
-    StreamLink,
-    WebSocketLink,
-    configure_websocket,
-    socket_transport,
-)
+from kgateway.transport.links import StreamLink, WebSocketLink, configure_websocket
 from kgateway.transport.tls import ClientTLS, is_tls_failure
 
 
@@ -102,16 +97,13 @@ class _StreamClientProtocol(Protocol):
         self.ready: defer.Deferred[ILink] | None = ready
         self.client_tls = client_tls
         self.link: StreamLink | None = None
-        self.read_size: ReadSize | None = None
+
+    #: made at the first read that fills the buffer (an idle connection carries none)
+    read_size: ReadSize | None = None
 
     def connectionMade(self) -> None:
         self.link = StreamLink(self)
         if self.client_tls is None:
-            # Under TLS, reads hand on decrypted records (at most 16 KiB) that say nothing
-            # of the socket's reads: only plain TCP adapts.
-            sock = socket_transport(self.transport)
-            if isinstance(getattr(sock, "bufferSize", None), int):
-                self.read_size = ReadSize(sock)
             self._established()
 
     def handshakeCompleted(self) -> None:
@@ -129,6 +121,12 @@ class _StreamClientProtocol(Protocol):
     def dataReceived(self, data: bytes) -> None:
         read_size = self.read_size
         if read_size is not None:
+            read_size.read(len(data))
+        elif self.client_tls is None and len(data) >= getattr(self.transport, "bufferSize",
+                                                              len(data) + 1):
+            # Plain TCP only: under TLS, reads hand on decrypted records (at most 16 KiB)
+            # that say nothing of the socket's reads.
+            self.read_size = read_size = ReadSize(self.transport)
             read_size.read(len(data))
         self.receiver.received(data, True)
 
