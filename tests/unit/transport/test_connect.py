@@ -146,8 +146,8 @@ def test_full_reads_double_the_read_size_up_to_the_maximum_and_small_ones_halve_
 
 def test_a_new_write_limit_is_the_new_floor() -> None:
     proto, transport, link, _ = stream_backend(256 * KIB)
-    proto.dataReceived(b"hello")
-    assert proto.read_size is None  # nothing kept for connections that never fill a read
+    proto.dataReceived(b"hello")  # less than the floor: nothing to shrink
+    assert transport.bufferSize == 256 * KIB  # type: ignore[attr-defined]
     proto.dataReceived(b"x" * 256 * KIB)
     assert transport.bufferSize == 512 * KIB  # type: ignore[attr-defined]
     link.set_write_limit(64 * KIB)
