@@ -11,7 +11,7 @@ A close on either side closes the other: WebSocket close <-> TCP FIN.
 
 A WebSocket client of a tcp/ssl back end takes the fast data path (``IFastPathSession``,
 ``kgateway.transport.fastws``): its payloads go to the back end as they are read, one
-``writeSequence`` per read, without Autobahn's per-frame work.
+``sendmsg`` (``links.write_now``) per read, without Autobahn's per-frame work.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from kgateway.interfaces import (
 )
 from kgateway.protocols.kaazing import application_protocols
 from kgateway.services.base import BackendService, PropertySpec, ServiceContext, ServiceType
+from kgateway.transport.links import write_now
 from kgateway.transport.tracker import note_backend
 
 log = Logger()
@@ -159,7 +160,7 @@ class ProxySession:
     def received_stream(self, chunks: list[bytes]) -> None:
         backend = self.backend
         if backend is not None:
-            backend.transport.writeSequence(chunks)
+            write_now(backend.transport, getattr(backend, "direct", None), chunks)
 
     def _release(self) -> None:
         target, self.target = self.target, None

@@ -7,10 +7,11 @@
                               |  payload chunks of one read          |  Ping, Close, errors
                               v                                      v
                           session.received_stream(chunks)          answered here
-                              (proxy: one writeSequence to the tcp/ssl back end)
+                              (proxy: one links.write_now to the tcp/ssl back end)
                           or, in messages mode, session.received(data, binary) (echo)
 
-    session.write(data) --> FastWebSocketLink.write --> transport.writeSequence([header, data])
+    session.write(data) --> FastWebSocketLink.write --> links.write_now([header, data])
+                            (one sendmsg on plain TCP, else transport.writeSequence)
 
 Autobahn still does the opening handshake: subprotocols, origins, authentication and the
 session's negotiate() are unchanged.  In ``onOpen`` the accept adapter asks the session
@@ -78,7 +79,7 @@ from kgateway.protocols.websocket import (
     WebSocketCodec,
 )
 from kgateway.timers import Heartbeat
-from kgateway.transport.links import WebSocketLink, backlogged, socket_transport
+from kgateway.transport.links import WebSocketLink, backlogged, socket_transport, write_now
 
 log = Logger()
 
@@ -110,7 +111,7 @@ class FastWebSocketLink(WebSocketLink):
     """A server-side WebSocketLink that can switch from Autobahn to the codec once open.
 
     Until :meth:`take_over` it is a plain :class:`WebSocketLink`.  After it, writes are
-    framed by the codec (header and payload as one ``writeSequence``, the payload uncopied)
+    framed by the codec (header and payload in one ``links.write_now``, the payload uncopied)
     and the client's payload octets go to ``session.received_stream(chunks)``, one call per
     read, without message boundaries (``stream``: binary octets as they are read, a text
     message's once all of it arrived and proved UTF-8), or whole messages to
@@ -298,7 +299,7 @@ class FastWebSocketLink(WebSocketLink):
         frame = codec.send_data(data, binary)
         self._octets_out += len(frame[0]) + len(data)
         self.record.count(0, len(frame[0]) + len(data))
-        self.transport.writeSequence(frame)
+        write_now(self.transport, self.direct, frame)
 
     def close(self, code: int = NORMAL, reason: str = "") -> None:
         codec = self.codec

@@ -16,6 +16,11 @@ comes before the TLS handshake), so ``getPeer()`` of everything above it, and he
   of a signature, like a lone ``P``, waits for its next bytes before they are delivered).
 
 The header itself is parsed by the sans-IO ``kgateway.protocols.proxy_protocol``.
+
+Once the header question is settled, the wrapper steps aside: the socket's reads are bound
+straight to the wrapped protocol's ``dataReceived`` (rebound when Autobahn swaps the wrapped
+protocol at a WebSocket upgrade), and writes to the socket's ``write``/``writeSequence``, so
+each read and write of a relayed connection skips a Python call.
 """
 
 from __future__ import annotations
@@ -50,6 +55,10 @@ class ProxyProtocolWrapper(policies.ProtocolWrapper):
 
     factory: ProxyProtocolFactory
     transport: Any
+    #: writes reach the transport unchanged (``links.direct_socket`` may bypass this layer)
+    passes_writes_through = True
+
+    _passing = False  # the header question is settled: reads bypass this layer
 
     def __init__(self, factory: Any, wrappedProtocol: Any) -> None:
         super().__init__(factory, wrappedProtocol)
@@ -66,8 +75,29 @@ class ProxyProtocolWrapper(policies.ProtocolWrapper):
         # Unlike ProtocolWrapper's, the wrapped protocol is connected only once the header
         # is known: it must see the real client from its first getPeer().
         directlyProvides(self, providedBy(transport))
+        # ProtocolWrapper's write and writeSequence only call the transport's: bind those.
+        self.write = transport.write  # type: ignore[method-assign]
+        self.writeSequence = transport.writeSequence  # type: ignore[method-assign]
         Protocol.makeConnection(self, transport)
         self.factory.registerProtocol(self)
+
+    @property
+    def wrappedProtocol(self) -> Any:
+        return self._wrapped
+
+    @wrappedProtocol.setter
+    def wrappedProtocol(self, protocol: Any) -> None:
+        # Autobahn's WebSocketResource swaps in the WebSocket protocol at the upgrade.
+        self._wrapped = protocol
+        if self._passing:
+            self.dataReceived = protocol.dataReceived  # type: ignore[method-assign]
+
+    def _pass_through(self) -> None:
+        """No (more) header to look for: the socket's reads go straight to the wrapped
+        protocol from now on."""
+        self.checking = False
+        self._passing = True
+        self.dataReceived = self._wrapped.dataReceived  # type: ignore[method-assign]
 
     # The write-buffer limit (ILink.set_write_limit) belongs to the socket, not to the wrapper.
     @property
@@ -87,7 +117,7 @@ class ProxyProtocolWrapper(policies.ProtocolWrapper):
 
     def _start(self) -> None:
         self.started = True
-        self.wrappedProtocol.makeConnection(self)  # type: ignore[arg-type]
+        self.wrappedProtocol.makeConnection(self)
 
     def getPeer(self) -> IAddress:
         return self.real_peer or self.transport.getPeer()
@@ -106,7 +136,7 @@ class ProxyProtocolWrapper(policies.ProtocolWrapper):
             if match:
                 self._refuse("PROXY header on an accept without proxy.protocol")
                 return
-            self.checking = False
+            self._pass_through()
             data, self.pending = self.pending, b""
             self.wrappedProtocol.dataReceived(data)
             return
@@ -117,7 +147,7 @@ class ProxyProtocolWrapper(policies.ProtocolWrapper):
             return
         if header is None:
             return
-        self.checking = False
+        self._pass_through()
         if self.timeout is not None and self.timeout.active():
             self.timeout.cancel()
         self.real_peer = _address(header)

@@ -21,6 +21,11 @@ listener is built (accepts) or per connect (connects): replace it and restart (a
 Handshake failures are turned into short reasons that say which check failed: hostname,
 untrusted, expired, or a missing client certificate (``ClientTLS.explain`` on connects,
 ``describe_ssl_error`` and the logging ``TLSServerEndpoint`` on accepts).
+
+Accepted TLS connections hand the application everything one socket read decrypted to, in
+one ``dataReceived`` (``_LoggingTLSProtocol._flushReceiveBIO``): Twisted's
+TLSMemoryBIOProtocol calls it once per TLS record (at most 16 KiB), so a 256 KiB read went up
+the WebSocket parser and down to the back end's writeSequence sixteen times.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IListeningPort, IOpenSSLClientConnectionCreator
 from twisted.logger import Logger
+from twisted.protocols.policies import ProtocolWrapper
 from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -435,6 +441,10 @@ class TLSServerEndpoint:
         return result
 
 
+#: the plaintext asked of OpenSSL per call (Twisted's); one call yields one record at most
+TLS_READ_SIZE = 2**15
+
+
 class _LoggingTLSProtocol(TLSMemoryBIOProtocol):
     factory: _LoggingTLSFactory
     _deadline: Any = None
@@ -475,6 +485,39 @@ class _LoggingTLSProtocol(TLSMemoryBIOProtocol):
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
         self._cancel_deadline()
         super().connectionLost(reason)
+
+    def _flushReceiveBIO(self) -> None:
+        """TLSMemoryBIOProtocol's, but the records one read made available are delivered
+        together, in one ``dataReceived``, before a close or an error that follows them is
+        acted on, as Twisted does record by record. (The ``recv`` loop itself stays one
+        record per call: OpenSSL's SSL_read never returns more.)"""
+        tls = self._tlsConnection
+        chunks: list[bytes] = []
+        while not self._lostTLSConnection:
+            try:
+                chunks.append(tls.recv(TLS_READ_SIZE))
+            except SSL.WantReadError:
+                break
+            except SSL.ZeroReturnError:  # the peer's close_notify
+                chunks = self._deliver(chunks)
+                if self._lostTLSConnection:
+                    break  # what was delivered closed the connection first
+                self._shutdownTLS()
+                self._tlsShutdownFinished(None)
+            except SSL.Error:
+                failure = Failure()
+                chunks = self._deliver(chunks)
+                if self._lostTLSConnection:
+                    break
+                self._tlsShutdownFinished(failure)
+        self._deliver(chunks)
+        self._flushSendBIO()
+
+    def _deliver(self, chunks: list[bytes]) -> list[bytes]:
+        if chunks and not self._aborted:
+            ProtocolWrapper.dataReceived(self, chunks[0] if len(chunks) == 1
+                                         else b"".join(chunks))
+        return []
 
     def _tlsShutdownFinished(self, reason: Failure | None) -> None:
         if reason is not None and isinstance(reason.value, SSL.Error) \

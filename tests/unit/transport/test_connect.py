@@ -1,20 +1,24 @@
 """connect_stream in memory: a link only once TCP (and the WebSocket handshake) is done, one
-deadline for it all, and the back end's data and close delivered to the receiver."""
+deadline for it all, the back end's data and close delivered to the receiver, and a tcp back
+end's read size following its pace."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 from autobahn.twisted.testing import MemoryReactorClockResolver
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionRequest
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.internet.testing import StringTransport
 from twisted.test import iosim
 from zope.interface import implementer
 
 from kgateway.config import CONNECT_OPTIONS, Options, parse_uri
 from kgateway.interfaces import ConnectError, ILink, ILinkReceiver
-from kgateway.transport.connect import connect_stream
+from kgateway.transport.connect import MAX_READ, ReadSize, connect_stream
 
 
 def options(**given: Any) -> Options:
@@ -104,3 +108,66 @@ def test_a_websocket_link_exists_only_after_the_handshake() -> None:
     link.close(1000, "done")
     pump.flush()
     assert [code for code, _ in receiver.closes] == [1000]
+
+
+KIB = 1024
+
+
+def stream_backend(buffer_size: int) -> tuple[Any, StringTransport, ILink, Receiver]:
+    """A connected tcp back end whose transport reads *buffer_size* octets at a time."""
+    reactor = MemoryReactorClockResolver()
+    receiver = Receiver()
+    results = outcome(connect_stream(reactor, parse_uri("tcp://backend.test:9000"),
+                                     options(), receiver))
+    (_, _, factory, _, _), = reactor.tcpClients
+    proto = factory.buildProtocol(None)
+    transport = StringTransport()
+    transport.bufferSize = buffer_size  # type: ignore[attr-defined]  # as on Twisted's sockets
+    proto.makeConnection(transport)
+    return proto, transport, results[0], receiver
+
+
+def test_full_reads_double_the_read_size_up_to_the_maximum_and_small_ones_halve_it() -> None:
+    proto, transport, _, receiver = stream_backend(256 * KIB)
+    sizes = []
+    for _ in range(4):  # each read fills the buffer: the back end has more waiting
+        proto.dataReceived(b"x" * transport.bufferSize)  # type: ignore[attr-defined]
+        sizes.append(transport.bufferSize)  # type: ignore[attr-defined]
+    assert sizes == [512 * KIB, MAX_READ, MAX_READ, MAX_READ]
+    proto.dataReceived(b"x" * (MAX_READ // 2))  # half full: keeps the size
+    assert transport.bufferSize == MAX_READ  # type: ignore[attr-defined]
+    for _ in range(3):  # a quiet connection: back to where it started, no lower
+        proto.dataReceived(b"hello")
+        sizes.append(transport.bufferSize)  # type: ignore[attr-defined]
+    assert sizes[4:] == [512 * KIB, 256 * KIB, 256 * KIB]
+    assert sum(len(data) for data, _ in receiver.data) == \
+        256 * KIB + 512 * KIB + 2 * MAX_READ + MAX_READ // 2 + 3 * 5
+
+
+def test_a_new_write_limit_is_the_new_floor() -> None:
+    proto, transport, link, _ = stream_backend(256 * KIB)
+    proto.dataReceived(b"hello")  # less than the floor: nothing to shrink
+    assert transport.bufferSize == 256 * KIB  # type: ignore[attr-defined]
+    proto.dataReceived(b"x" * 256 * KIB)
+    assert transport.bufferSize == 512 * KIB  # type: ignore[attr-defined]
+    link.set_write_limit(64 * KIB)
+    proto.dataReceived(b"hello")
+    assert transport.bufferSize == 64 * KIB  # type: ignore[attr-defined]
+    proto.dataReceived(b"x" * 64 * KIB)
+    assert transport.bufferSize == 128 * KIB  # type: ignore[attr-defined]
+    proto.dataReceived(b"hello")
+    assert transport.bufferSize == 64 * KIB  # type: ignore[attr-defined]
+
+
+@given(st.integers(1, 2 * MAX_READ), st.lists(st.integers(1, 2 * MAX_READ), max_size=30))
+def test_the_read_size_stays_between_its_floor_and_the_maximum(floor: int,
+                                                                reads: list[int]) -> None:
+    sock = SimpleNamespace(bufferSize=floor)
+    size = ReadSize(sock)
+    for octets in reads:
+        before = sock.bufferSize
+        size.read(octets)
+        after = sock.bufferSize
+        assert floor <= after <= max(floor, MAX_READ)
+        assert after <= before or octets >= before  # grows only after a full read
+        assert after >= before or octets <= before // 4  # shrinks only after a small one

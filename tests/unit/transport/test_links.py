@@ -1,16 +1,31 @@
 """links.backlogged: whether a peer has left more than a socket buffer of writes unread; the
-links' own state."""
+links' own state; links.write_now: writes straight to a plain socket, the rest through
+Twisted's buffer."""
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Iterator
+
+import pytest
+from twisted.internet import tcp
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.address import IPv4Address
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactor, StringTransport
+from twisted.protocols.tls import TLSMemoryBIOProtocol
+from twisted.python.failure import Failure
 from zope.interface.verify import verifyObject
 
 from kgateway.interfaces import ILink
-from kgateway.transport.links import StreamLink, backlogged, write_backlog
+from kgateway.transport.links import (
+    StreamLink,
+    backlogged,
+    direct_socket,
+    write_backlog,
+    write_now,
+)
+from kgateway.transport.proxyproto import ProxyProtocolFactory
 from kgateway.transport.tracker import NO_RECORD, ConnectionTracker
 
 
@@ -46,3 +61,108 @@ def test_a_link_is_slotted_and_counts_what_it_writes_on_its_record() -> None:
     link.record = ConnectionTracker().add("tcp", proto, link.remote)  # type: ignore[arg-type]
     link.write(b"abc")
     assert link.sent == 12 and link.record.sent == 3
+
+
+class Lost(Protocol):
+    reason: Failure | None = None
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self.reason = reason
+
+
+class Producer:
+    paused = False
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+
+    def stopProducing(self) -> None:
+        pass
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[tcp.Connection, socket.socket, MemoryReactor]]:
+    """Twisted's socket transport on one end of a socket pair, the other end to read."""
+    ours, peer = socket.socketpair()
+    reactor = MemoryReactor()
+    conn = tcp.Connection(ours, Lost(), reactor)
+    conn.connected = True
+    peer.setblocking(False)
+    yield conn, peer, reactor
+    ours.close()
+    peer.close()
+
+
+def drain(conn: tcp.Connection, peer: socket.socket) -> bytes:
+    """Read the peer end while Twisted writes what it buffered, as the reactor would."""
+    got = bytearray()
+    while True:
+        try:
+            chunk = peer.recv(1 << 20)
+        except BlockingIOError:
+            chunk = b""
+        got += chunk
+        if conn.dataBuffer or conn._tempDataLen:
+            assert conn.doWrite() is None
+        elif not chunk:
+            return bytes(got)
+
+
+def test_a_write_goes_straight_to_an_idle_socket(pair: tuple) -> None:
+    conn, peer, reactor = pair
+    write_now(conn, conn, [b"head", b"payload"])
+    assert peer.recv(100) == b"headpayload"
+    assert not conn._tempDataLen and conn not in reactor.getWriters()
+
+
+def test_more_parts_than_sendmsg_takes_arrive_in_order(pair: tuple) -> None:
+    conn, peer, _ = pair
+    parts = [b"%05d" % i for i in range(5000)]  # one read of many small messages
+    write_now(conn, conn, parts)
+    assert drain(conn, peer) == b"".join(parts)
+
+
+def test_a_write_after_buffered_ones_waits_its_turn(pair: tuple) -> None:
+    conn, peer, _ = pair
+    conn.write(b"first ")  # buffered: sent by doWrite, a reactor turn later
+    write_now(conn, conn, [b"second"])
+    with pytest.raises(BlockingIOError):
+        peer.recv(100)
+    assert drain(conn, peer) == b"first second"
+
+
+def test_what_the_kernel_does_not_take_is_buffered_and_pauses_the_producer(pair: tuple) -> None:
+    conn, peer, _ = pair
+    conn.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+    producer = Producer()
+    conn.registerProducer(producer, True)
+    conn.bufferSize = 256 * 1024
+    payload = bytes(range(256)) * 8192  # 2 MiB: more than the socket pair holds
+    write_now(conn, conn, [b"head", payload])
+    assert 0 < conn._tempDataLen < len(payload)
+    assert producer.paused
+    assert drain(conn, peer) == b"head" + payload
+    assert not producer.paused  # resumed once Twisted's buffer was empty
+
+
+def test_a_broken_connection_is_reported_by_twisted(pair: tuple) -> None:
+    conn, peer, _ = pair
+    peer.close()
+    write_now(conn, conn, [b"lost"])  # no exception here: the data waits in the buffer
+    assert conn._tempDataLen == 4
+    assert conn.doWrite() is not None  # CONNECTION_LOST, as for any write
+
+
+def test_writes_bypass_only_wrappers_that_pass_them_through(pair: tuple) -> None:
+    conn, _, _ = pair
+    proxy = ProxyProtocolFactory(Factory.forProtocol(Protocol), "none", MemoryReactor())
+    wrapper = proxy.buildProtocol(None)
+    wrapper.makeConnection(conn)
+    assert direct_socket(conn) is conn and direct_socket(wrapper) is conn
+    tls = TLSMemoryBIOProtocol(None, Protocol())
+    tls.transport = wrapper  # the TLS layer above the PROXY-protocol one, as on wss accepts
+    assert direct_socket(tls) is None
+    assert direct_socket(StringTransport()) is None

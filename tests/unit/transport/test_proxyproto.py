@@ -103,3 +103,23 @@ def test_write_limit_reaches_the_socket() -> None:
     proto, _, transport, _ = connect("none")
     proto.bufferSize = 1234
     assert transport.bufferSize == 1234  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("mode, first", [("none", b"GET / HTTP/1.1\r\n"),
+                                         ("v1", build_v1(("198.51.100.7", 40000),
+                                                         ("10.0.0.5", 8000)))])
+def test_once_settled_reads_and_writes_skip_the_wrapper(mode: str, first: bytes) -> None:
+    proto, inner, transport, _ = connect(mode)
+    assert proto.dataReceived != inner.dataReceived  # still looking at the first bytes
+    proto.dataReceived(first)
+    assert proto.dataReceived == inner.dataReceived  # bound straight to the protocol
+    proto.dataReceived(b"frames")
+    assert inner.data.endswith(b"frames")
+    proto.write(b"out")
+    proto.writeSequence([b" and ", b"more"])
+    assert transport.value() == b"out and more"
+    # Autobahn's WebSocketResource swaps the protocol at the upgrade: reads follow it.
+    websocket = Recorder()
+    proto.wrappedProtocol = websocket
+    proto.dataReceived(b"ws")
+    assert websocket.data == b"ws" and not inner.data.endswith(b"ws")

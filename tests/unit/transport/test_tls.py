@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from OpenSSL import SSL
+from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import capturedLogs
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
@@ -118,3 +120,94 @@ class _Garbage(Protocol):
     def connectionMade(self) -> None:
         assert self.transport is not None
         self.transport.write(b"GET / HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+
+
+class Reads(Protocol):
+    """Records each dataReceived call and how the connection ended."""
+
+    def __init__(self) -> None:
+        self.reads: list[bytes] = []
+        self.reason: Failure | None = None
+
+    def dataReceived(self, data: bytes) -> None:
+        self.reads.append(data)
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self.reason = reason
+
+
+class Client:
+    """A TLS client on memory BIOs (pyOpenSSL), driven by hand: the test decides which
+    octets the server reads at once."""
+
+    def __init__(self, server: Any) -> None:
+        self.tls = SSL.Connection(SSL.Context(SSL.TLS_METHOD), None)
+        self.tls.set_connect_state()
+        self.server = server
+        self.server_out = StringTransport()
+        server.makeConnection(self.server_out)
+        for _ in range(10):  # the handshake's round trips
+            try:
+                self.tls.do_handshake()
+                return
+            except SSL.WantReadError:
+                pass
+            self.server.dataReceived(self.wire())
+            self.tls.bio_write(self.server_out.value())
+            self.server_out.clear()
+        raise AssertionError("no TLS handshake")
+
+    def wire(self) -> bytes:
+        """What the client wrote since last asked."""
+        out = b""
+        while True:
+            try:
+                out += self.tls.bio_read(1 << 20)
+            except SSL.WantReadError:
+                return out
+
+    def records(self, records: list[bytes]) -> bytes:
+        for record in records:
+            self.tls.sendall(record)
+        return self.wire()
+
+
+def accepted(tmp_path: Path) -> tuple[Reads, Client]:
+    """An accepting _LoggingTLSProtocol, in memory, its handshake with a client done."""
+    from kgateway.transport.tls import _LoggingTLSFactory
+
+    cert, key = make_certificate(str(tmp_path), "gw.test")
+    app = Reads()
+    server = _LoggingTLSFactory(server_options(load_identity(cert, key)), False,
+                                Factory.forProtocol(lambda: app))
+    return app, Client(server.buildProtocol(None))
+
+
+RECORDS = [bytes([i]) * 16384 for i in range(6)]  # six full TLS records
+
+
+def test_the_records_of_one_read_reach_the_application_in_one_call(tmp_path: Path) -> None:
+    app, client = accepted(tmp_path)
+    client.server.dataReceived(client.records(RECORDS))  # one read of the server's socket
+    assert app.reads == [b"".join(RECORDS)]  # Twisted's own: six calls
+
+
+def test_data_before_a_close_notify_is_delivered_first(tmp_path: Path) -> None:
+    app, client = accepted(tmp_path)
+    wire = client.records(RECORDS[:3])
+    client.tls.shutdown()  # close_notify right behind the data, in the same read
+    client.server.dataReceived(wire + client.wire())
+    assert app.reads == [b"".join(RECORDS[:3])]
+    assert client.server_out.disconnecting  # our close_notify answered it, then TCP goes
+    client.server.connectionLost(Failure(ConnectionDone()))
+    assert app.reason is not None and app.reason.check(ConnectionDone)
+
+
+def test_data_before_a_broken_record_is_delivered_then_the_error(tmp_path: Path) -> None:
+    app, client = accepted(tmp_path)
+    forged = b"\x17\x03\x03\x00\x20" + b"\x00" * 32  # an application record, not sealed
+    client.server.dataReceived(client.records(RECORDS[:2]) + forged)
+    assert app.reads == [b"".join(RECORDS[:2])]
+    assert client.server_out.disconnecting
+    client.server.connectionLost(Failure(ConnectionDone()))
+    assert app.reason is not None and app.reason.check(SSL.Error)
