@@ -87,9 +87,13 @@ class ProxyProtocolWrapper(policies.ProtocolWrapper):
 
     @wrappedProtocol.setter
     def wrappedProtocol(self, protocol: Any) -> None:
-        # Autobahn's WebSocketResource swaps in the WebSocket protocol at the upgrade.
+        # Autobahn's WebSocketResource swaps in the WebSocket protocol at the upgrade;
+        # ProtocolWrapper.connectionLost sets None (to break the cycle): nothing more to read.
         self._wrapped = protocol
-        if self._passing:
+        if protocol is None:
+            self._passing = False
+            vars(self).pop("dataReceived", None)
+        elif self._passing:
             self.dataReceived = protocol.dataReceived  # type: ignore[method-assign]
 
     def _pass_through(self) -> None:

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 
@@ -123,3 +124,18 @@ def test_once_settled_reads_and_writes_skip_the_wrapper(mode: str, first: bytes)
     proto.wrappedProtocol = websocket
     proto.dataReceived(b"ws")
     assert websocket.data == b"ws" and not inner.data.endswith(b"ws")
+
+
+@pytest.mark.parametrize("mode, first", [("none", b"GET / HTTP/1.1\r\n"), ("none", b""),
+                                         ("v1", build_v1(("198.51.100.7", 40000),
+                                                         ("10.0.0.5", 8000)))])
+def test_connection_lost_after_the_header_is_settled_or_not(mode: str, first: bytes) -> None:
+    # ProtocolWrapper.connectionLost drops the wrapped protocol (wrappedProtocol = None) to
+    # break the cycle: that must not try to bind reads to None (an "Unhandled Error" per
+    # reset connection, once).
+    proto, inner, _, _ = connect(mode)
+    if first:
+        proto.dataReceived(first)
+    proto.connectionLost(ConnectionDone())
+    assert proto.wrappedProtocol is None
+    assert inner.lost
