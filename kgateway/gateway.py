@@ -216,18 +216,32 @@ class GatewayService(service.MultiService):
                 f"{self.tracker.total()} connections")
 
     def _install_signal_handlers(self) -> None:
-        """SIGHUP reloads; SIGINT (Ctrl-C) stops at once. Installed once the reactor runs,
-        after Twisted's own (SIGTERM keeps Twisted's: a stop with a drain)."""
+        """SIGHUP reloads; SIGINT (Ctrl-C) stops at once; SIGTERM stops with a drain
+        (Twisted's). Installed once the reactor runs, over Twisted's own. A second SIGTERM
+        or SIGINT while stopping is noted, not passed on: Twisted's would stop the reactor
+        again and log a ReactorNotRunning traceback."""
+        stopping = False
 
         def hup(number: int, frame: Any) -> None:
             self.reactor.callFromThread(self.reload)
 
-        def interrupt(number: int, frame: Any) -> None:
-            self.interrupted = True
-            self.reactor.sigInt(number, frame)  # Twisted's: stop, re-raise at exit
+        def stop(number: int, frame: Any) -> None:
+            nonlocal stopping
+            if number == signal.SIGINT:
+                self.interrupted = True
+            if stopping:
+                self.reactor.callFromThread(log.info, "{signal} while stopping: already "
+                                            "stopping", signal=signal.Signals(number).name)
+                return
+            stopping = True
+            if number == signal.SIGINT:
+                self.reactor.sigInt(number, frame)  # Twisted's: stop, re-raise at exit
+            else:
+                self.reactor.sigTerm(number, frame)
 
         signal.signal(signal.SIGHUP, hup)
-        signal.signal(signal.SIGINT, interrupt)
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
 
     # reload (SIGHUP)
 

@@ -14,7 +14,28 @@ from typing import NamedTuple
 
 import pytest
 
-from tests.helpers import ROOT
+from tests.helpers import _STARTED, ROOT
+
+UNHANDLED = ("Unhandled Error", "Unhandled error in Deferred", "Traceback (most recent call last)")
+
+
+@pytest.fixture(autouse=True)
+def no_unhandled_errors() -> Iterator[None]:
+    """A traceback in a gateway's log (an error no code of ours handled: Twisted's "Unhandled
+    Error", a Deferred's) is a bug even when the test's own assertions pass: fail the test
+    during which it was logged, with the lines."""
+    marks = {id(p): p.mark() for p in _STARTED}
+    yield
+    found = []
+    for process in _STARTED:
+        lines = process.lines[marks.get(id(process), 0):]
+        for i, line in enumerate(lines):
+            if any(u in line for u in UNHANDLED):
+                found.append("\n".join(lines[max(0, i - 2):i + 15]))
+                break
+    if found:
+        pytest.fail("a gateway logged an unhandled error:\n" + "\n---\n".join(found),
+                    pytrace=False)
 
 RABBITMQ_SH = os.path.join(ROOT, "scripts", "rabbitmq.sh")
 

@@ -276,6 +276,19 @@ def test_sigint_stops_at_once_without_the_drain_grace() -> None:
         ws.close()
 
 
+def test_a_second_signal_while_draining_is_noted_not_a_traceback() -> None:
+    port = free_port()
+    # a health service: SIGTERM drains with its 5 s grace, time for a second signal
+    with GatewayProcess(_config(port), name="twice") as gw:
+        gw.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+        gw.wait_for(r"draining: health reports 503")
+        gw.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+        gw.wait_for(r"SIGTERM while stopping: already stopping")
+        assert gw.stop(timeout=15) == -signal.SIGTERM, gw.log()  # twistd re-raises it
+        gw.wait_for(r"Server Shut Down")
+        assert "ReactorNotRunning" not in gw.log()
+
+
 # -- logs --------------------------------------------------------------------------------
 
 
