@@ -38,7 +38,6 @@ Written by hand because Twisted has neither a cheaper formatter nor a buffered o
 from __future__ import annotations
 
 import atexit
-import threading
 from collections.abc import Callable
 from typing import IO, Any
 
@@ -69,36 +68,40 @@ class CachedTime:
     *time_format* must have no unit smaller than a second (twistd's RFC 3339 one has none).
     """
 
-    __slots__ = ("time_format", "_second", "_text")
+    __slots__ = ("time_format", "format_time", "_second", "_text")
 
-    def __init__(self, time_format: str | None = timeFormatRFC3339) -> None:
+    def __init__(self, time_format: str | None = timeFormatRFC3339,
+                 format_time: Callable[[float | None, str | None], str] = formatTime) -> None:
         self.time_format = time_format
+        self.format_time = format_time
         self._second: int | None = None
         self._text = ""
 
     def __call__(self, when: float | None) -> str:
         if when is None or self.time_format is None:
-            return formatTime(when, self.time_format)
+            return self.format_time(when, self.time_format)
         second = int(when // 1)
         if when - second >= _LAST_MICROSECOND:  # perhaps shown as the next second
-            return formatTime(when, self.time_format)
+            return self.format_time(when, self.time_format)
         if second != self._second:
-            self._second, self._text = second, formatTime(when, self.time_format)
+            self._second, self._text = second, self.format_time(when, self.time_format)
         return self._text
 
 
-def classic_line(event: LogEvent, format_time: Callable[[float | None], str]) -> str | None:
+def classic_line(event: LogEvent, format_time: Callable[[float | None], str],
+                 twisteds: Callable[..., str | None] = formatEventAsClassicLogText) -> str | None:
     """``formatEventAsClassicLogText(event, format_time)``, cheaper for the usual event.
 
     ``str.format_map`` gives the text Twisted's ``formatWithCall`` gives (the same field
     lookups, conversions and ``format()`` of each value) unless the format uses the
     ``{name()}`` call syntax, the one thing it adds; those events, events with a traceback
-    or a ``log_system``, flattened ones and any that fail to format take Twisted's own way.
+    or a ``log_system``, flattened ones and any that fail to format take Twisted's own way
+    (*twisteds*).
     """
     fmt = event.get("log_format")
     if (type(fmt) is not str or "()" in fmt or "log_failure" in event
             or "log_flattened" in event or event.get("log_system") is not None):
-        return formatEventAsClassicLogText(event, formatTime=format_time)
+        return twisteds(event, formatTime=format_time)
     try:
         text = fmt.format_map(event)
         level = event.get("log_level")
@@ -106,7 +109,7 @@ def classic_line(event: LogEvent, format_time: Callable[[float | None], str]) ->
                 f"[{event.get('log_namespace', '-')}#{'-' if level is None else level.name}] "
                 f"{text}")
     except Exception:  # Twisted's way says what could not be formatted, as before
-        return formatEventAsClassicLogText(event, formatTime=format_time)
+        return twisteds(event, formatTime=format_time)
     if not text:
         return None
     if "\n" in line:
@@ -134,9 +137,14 @@ class LineObserver:
     """Formats each event with *format_event* and writes it to *out*, a turn's lines at once.
 
     *reactor*: whose turns batch the writes (``running``, ``callLater``,
-    ``addSystemEventTrigger``). Written at once: events of a level in *urgent*, events from
-    a thread other than the reactor's, and any while the reactor is not running. Pending
-    lines are written after the reactor's shutdown and by *at_exit*'s hook.
+    ``addSystemEventTrigger``). Written at once: events of a level in *urgent* and any while
+    the reactor is not running (with what is pending, before them), and events from a thread
+    other than the reactor's (on their own, as Twisted's observer writes every event).
+    Pending lines are written after the reactor's shutdown and by *at_exit*'s hook.
+
+    No lock: only the reactor's thread touches the pending lines, and a line logged by a
+    signal handler (twistd's "Received SIGTERM") in the middle of a write lands either in
+    the lines being written or in the next batch (a lock held there would deadlock).
     """
 
     def __init__(self, out: IO[Any], format_event: Callable[[LogEvent], str | None],
@@ -151,7 +159,6 @@ class LineObserver:
         self._pending: list[str] = []
         self._size = 0
         self._scheduled = False
-        self._lock = threading.Lock()
         reactor.addSystemEventTrigger("after", "shutdown", self.flush)
         at_exit(self._flush_at_exit)
 
@@ -159,38 +166,37 @@ class LineObserver:
         text = self.format_event(event)
         if not text:
             return
-        if (event.get("log_level") in self.urgent or not self.reactor.running
-                or not self.in_reactor_thread()):
+        if not self.in_reactor_thread():
+            self.out.write(text)
+            self.out.flush()
+        elif event.get("log_level") in self.urgent or not self.reactor.running:
             self._write(text)
-            return
-        with self._lock:
+        else:
             self._pending.append(text)
             self._size += len(text)
-            if self._size < MAX_PENDING:
-                if not self._scheduled:
-                    self._scheduled = True
-                    self.reactor.callLater(0, self._end_of_turn)
-                return
-        self._write("")
+            if self._size >= MAX_PENDING:
+                self._write("")
+            elif not self._scheduled:
+                self._scheduled = True
+                self.reactor.callLater(0, self._end_of_turn)
 
     def _end_of_turn(self) -> None:
         self._scheduled = False
-        self.flush()
+        self._write("")
 
     def flush(self) -> None:
         """Write and flush what is pending (the end of a turn, the shutdown)."""
         self._write("")
 
     def _write(self, text: str) -> None:
-        with self._lock:
-            if self._pending:
-                self._pending.append(text)
-                text = "".join(self._pending)
-                self._pending.clear()
-                self._size = 0
-            if text:
-                self.out.write(text)
-                self.out.flush()
+        pending = self._pending
+        if pending:
+            self._pending, self._size = [], 0  # before the write: see the class docstring
+            pending.append(text)
+            text = "".join(pending)
+        if text:
+            self.out.write(text)
+            self.out.flush()
 
     def _flush_at_exit(self) -> None:
         try:
