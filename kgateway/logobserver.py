@@ -24,11 +24,12 @@ connection ends with. Here:
   the format has whole seconds, so the text is the same);
 - the lines of one reactor turn are written together at its end (``callLater(0)``: the
   next iteration of the loop, well within a millisecond unless a callback hogs the loop).
-  Lines at ``warn`` and above, lines from other threads and lines while the reactor is not
-  running (start-up, after the stop) are written and flushed at once, with whatever is
-  pending before them; what is pending at shutdown is written by an ``after shutdown``
-  trigger and at exit (``atexit``). A process killed by SIGKILL or a fatal signal loses at
-  most the lines of the turn it was in.
+  Lines at ``warn`` and above and lines while the reactor is not running (start-up, after
+  the stop) are written and flushed at once, with whatever is pending before them; lines
+  from other threads at once, on their own (as Twisted's observer writes every line); what
+  is pending at shutdown is written by an ``after shutdown`` trigger and at exit
+  (``atexit``). A process killed by SIGKILL or a fatal signal loses at most the lines of
+  the turn it was in.
 
 Written by hand because Twisted has neither a cheaper formatter nor a buffered observer;
 :func:`classic_line` repeats the few lines of Twisted's ``eventAsText`` that it replaces
