@@ -11,11 +11,17 @@ so a broken file is a ``SystemExit`` (message on stderr, exit status 1) instead.
 ``--log-format json`` sets Twisted's JSON observer (``twisted.logger.jsonFileLogObserver``)
 on stdout as the application's log observer: one JSON object per event, with the same
 named fields (``service``, ``peer``, ``target``, ``end``...) as the text lines.
+
+The gateway's own process (not a ``--workers`` supervisor) logs through
+``kgateway.logobserver``: twistd's text lines (when twistd would write them to stdout: ``-n``
+without ``--logfile``, ``--syslog`` or ``--logger``) or the JSON objects, the same text,
+written once per reactor turn.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from twisted.application.service import IService
@@ -32,6 +38,7 @@ from kgateway.config import (
 )
 from kgateway.gateway import DrainSettings, GatewayService
 from kgateway.listeners import ListenError
+from kgateway.logobserver import json_observer, text_observer
 from kgateway.services import load_config
 from kgateway.systemd import Notifier
 from kgateway.transport.tls import TLSConfigError
@@ -123,20 +130,36 @@ class Options(usage.Options):
         return load_config(self["config"], self["properties"])
 
 
-def _use_json_log(parent: Any) -> None:
-    """Make twistd log as JSON: its AppLogger uses the application's ILogObserver."""
+def _use_log(parent: Any, make: Callable[[], Any]) -> None:
+    """Make twistd log through *make()*: its AppLogger uses the application's ILogObserver."""
     if hasattr(parent, "setComponent") and parent.getComponent(ILogObserver, None) is None:
-        parent.setComponent(ILogObserver, jsonFileLogObserver(sys.stdout))
+        parent.setComponent(ILogObserver, make())
+
+
+def _use_json_log(parent: Any) -> None:
+    """Make twistd log as JSON (Twisted's observer, a write per event: the supervisor)."""
+    _use_log(parent, lambda: jsonFileLogObserver(sys.stdout))
+
+
+def _twistd_logs_to_stdout(options: Options) -> bool:
+    """Whether twistd's own observer would be its text lines on stdout (``-n``, no
+    ``--logfile``, ``--syslog`` or ``--logger``): only then is ours the same."""
+    twistd = getattr(options, "parent", None)
+    if twistd is None:
+        return False
+    return (bool(twistd.get("nodaemon")) and twistd.get("logfile") in (None, "", "-")
+            and not twistd.get("syslog") and twistd.get("logger") is None)
 
 
 class _TwistdGateway(GatewayService):
     """What twistd runs: a gateway whose start-up errors are twistd's error exit."""
 
-    json_log = False
+    #: makes the application's log observer (kgateway.logobserver), or None: twistd's own
+    log_observer: Callable[[], Any] | None = None
 
     def setServiceParent(self, parent: Any) -> Any:
-        if self.json_log:
-            _use_json_log(parent)
+        if self.log_observer is not None:
+            _use_log(parent, self.log_observer)
         return super().setServiceParent(parent)
 
     def privilegedStartService(self) -> None:
@@ -178,5 +201,8 @@ def makeService(options: Options, reactor: Any = None) -> IService:
                                  notifier=notifier, signals=True)
     except (TLSConfigError, AuthConfigError) as e:
         raise SystemExit(f"kgateway: {e}") from e
-    gateway.json_log = json_log
+    if json_log:
+        gateway.log_observer = lambda: json_observer(sys.stdout, reactor)
+    elif _twistd_logs_to_stdout(options):
+        gateway.log_observer = lambda: text_observer(sys.stdout, reactor)
     return gateway

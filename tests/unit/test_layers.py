@@ -24,6 +24,7 @@ FLOORS: dict[str, int] = {
     "kgateway.certs": 0,
     "kgateway.workers": 0,
     "kgateway.systemd": 0,  # sd_notify: the standard library only
+    "kgateway.logobserver": 0,  # twisted.logger only
     "kgateway.auth": 1,
     "kgateway.config": 2,
     "kgateway.transport": 3,
