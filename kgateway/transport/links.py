@@ -200,9 +200,20 @@ class WebSocketLink(_LinkBase):
         self.principal = principal
 
     def write(self, data: bytes, binary: bool = True) -> None:
-        if self._proto.state == self._proto.STATE_OPEN:
-            self.record.count(0, len(data))
-            self._proto.sendMessage(data, isBinary=binary)
+        proto = self._proto
+        if proto.state != proto.STATE_OPEN:
+            return
+        self.record.count(0, len(data))
+        limit = getattr(proto, "maxMessagePayloadSize", 0)  # copied from its factory
+        if not limit or len(data) <= limit:
+            proto.sendMessage(data, isBinary=binary)
+            return
+        # A back end's read (up to 1 MiB, see connect.ReadSize) plus what a relay held back
+        # (AMQP frames) can be longer than ws.maximum.message.size, which Autobahn also
+        # enforces on what it sends: those bytes are a stream, so they go out as several
+        # messages, text cut between UTF-8 characters.
+        for part in split_message(data, limit, binary):
+            proto.sendMessage(part, isBinary=binary)
 
     def close(self, code: int = NORMAL, reason: str = "") -> None:
         proto = self._proto
@@ -215,6 +226,21 @@ class WebSocketLink(_LinkBase):
         # sendClose() only lets applications send 1000 and 3000-4999; a gateway must be able
         # to say 1001, 1009, 1011 and 1014 as well, which sendCloseFrame() allows.
         proto.sendCloseFrame(code, encode_truncate(reason, 123) if reason else None)
+
+
+def split_message(data: bytes, limit: int, binary: bool = True) -> list[bytes]:
+    """*data* in pieces of at most *limit* octets; for text, no piece ends inside a UTF-8
+    character (a limit under 4 octets could not hold every character: at least 4 is used)."""
+    limit = limit if binary else max(limit, 4)
+    parts, start, end = [], 0, len(data)
+    while start < end:
+        cut = min(start + limit, end)
+        if not binary:
+            while cut < end and data[cut] & 0xC0 == 0x80:  # a continuation octet: back off
+                cut -= 1
+        parts.append(data[start:cut])
+        start = cut
+    return parts
 
 
 def configure_websocket(factory: WebSocketServerFactory | WebSocketClientFactory,

@@ -8,6 +8,8 @@ import socket
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.internet import tcp
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.address import IPv4Address
@@ -20,8 +22,10 @@ from zope.interface.verify import verifyObject
 from kgateway.interfaces import ILink
 from kgateway.transport.links import (
     StreamLink,
+    WebSocketLink,
     backlogged,
     direct_socket,
+    split_message,
     write_backlog,
     write_now,
 )
@@ -166,3 +170,40 @@ def test_writes_bypass_only_wrappers_that_pass_them_through(pair: tuple) -> None
     tls.transport = wrapper  # the TLS layer above the PROXY-protocol one, as on wss accepts
     assert direct_socket(tls) is None
     assert direct_socket(StringTransport()) is None
+
+
+@given(st.text(min_size=0, max_size=300), st.integers(min_value=1, max_value=40),
+       st.booleans())
+def test_split_message_keeps_every_octet_and_utf8_characters_whole(
+        text: str, limit: int, binary: bool) -> None:
+    data = text.encode()
+    parts = split_message(data, limit, binary)
+    assert b"".join(parts) == data
+    assert all(parts)
+    assert all(len(p) <= (limit if binary else max(limit, 4)) for p in parts)
+    if not binary:
+        assert "".join(p.decode() for p in parts) == text  # each piece is valid UTF-8
+
+
+def test_a_write_over_the_message_limit_goes_out_as_several_messages() -> None:
+    sent: list[tuple[bytes, bool]] = []
+
+    class Proto:
+        STATE_OPEN = 3
+        state = 3
+        maxMessagePayloadSize = 10
+        transport = StringTransport()
+
+        def sendMessage(self, payload: bytes, isBinary: bool = False) -> None:
+            sent.append((payload, isBinary))
+
+    link = WebSocketLink(Proto())
+    link.write(b"0123456789abcdefghijklmnopqrstu")
+    assert sent == [(b"0123456789", True), (b"abcdefghij", True),
+                    (b"klmnopqrst", True), (b"u", True)]
+    sent.clear()
+    link.write("ééééééé".encode(), binary=False)  # 14 octets, 2 per character
+    assert [p for p, _ in sent] == ["ééééé".encode(), "éé".encode()]
+    sent.clear()
+    link.write(b"short")
+    assert sent == [(b"short", True)]
