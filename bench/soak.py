@@ -79,7 +79,7 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import pika
@@ -432,16 +432,6 @@ async def topic_subscriber(url: str, topic: str, ledger: Ledger, rng: random.Ran
     await client.leave(rng, ledger, "jms.topic.subscriber")
 
 
-async def topic_subscribers(url: str, topic: str, ledger: Ledger, stop: asyncio.Event,
-                            rng: random.Random, pace: float) -> None:
-    while not stop.is_set():
-        try:
-            await topic_subscriber(url, topic, ledger, rng)
-        except WS_ERRORS as e:
-            ledger.error("jms.topic.subscriber", e)
-        await pause(stop, pace * rng.uniform(0.5, 1.5))
-
-
 async def queue_consumer(url: str, queue: str, ledger: Ledger, rng: random.Random) -> None:
     """A client-individual consumer: take 5-40 messages (or until 2 s of silence), ACK them
     all or leave the last one unacknowledged, UNSUBSCRIBE and go (maybe without DISCONNECT);
@@ -480,13 +470,15 @@ async def queue_consumer(url: str, queue: str, ledger: Ledger, rng: random.Rando
     await client.leave(rng, ledger, "jms.queue.consumer")
 
 
-async def queue_consumers(url: str, queue: str, ledger: Ledger, stop: asyncio.Event,
-                          rng: random.Random, pace: float) -> None:
+async def churning(client: Callable[[str, str, Ledger, random.Random], Awaitable[None]],
+                   where: str, url: str, destination: str, ledger: Ledger,
+                   stop: asyncio.Event, rng: random.Random, pace: float) -> None:
+    """One STOMP client after another (a subscriber, a consumer) until stop, ~pace s apart."""
     while not stop.is_set():
         try:
-            await queue_consumer(url, queue, ledger, rng)
+            await client(url, destination, ledger, rng)
         except WS_ERRORS as e:
-            ledger.error("jms.queue.consumer", e)
+            ledger.error(where, e)
         await pause(stop, pace * rng.uniform(0.5, 1.5))
 
 
@@ -885,14 +877,15 @@ class Soak:
             echo_clients("echo", f"{ws}/echo", ledger, producing, seeded(), 0.5 / scale),
             echo_clients("proxy", f"{ws}/proxy", ledger, producing, seeded(), 0.5 / scale),
             echo_clients("proxy", f"{ws}/proxy", ledger, producing, seeded(), 0.5 / scale),
-            topic_subscribers(f"{ws}/jms", self.topic, ledger, producing, seeded(),
-                              1 / scale),
-            topic_subscribers(f"{ws}/jms", self.topic, ledger, producing, seeded(),
-                              1 / scale),
+            churning(topic_subscriber, "jms.topic.subscriber", f"{ws}/jms", self.topic,
+                     ledger, producing, seeded(), 1 / scale),
+            churning(topic_subscriber, "jms.topic.subscriber", f"{ws}/jms", self.topic,
+                     ledger, producing, seeded(), 1 / scale),
             misbehaving(self.http, self.amqp_tcp, ledger, producing, seeded(), 0.5 / scale),
         ]
         consumers: list[Coroutine[Any, Any, None]] = [
-            queue_consumers(f"{ws}/jms", self.jms_queue, ledger, consuming, seeded(), 0.5)
+            churning(queue_consumer, "jms.queue.consumer", f"{ws}/jms", self.jms_queue, ledger,
+                     consuming, seeded(), 0.5)
             for _ in range(2)]
         ports = [self.amqp_tcp, self.front]
         threads = [threading.Thread(target=amqp_publisher, daemon=True, args=(
